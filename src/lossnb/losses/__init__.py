@@ -1,0 +1,29 @@
+"""Classification losses behind one contract: ``loss(logits, targets, config) -> scalar``.
+
+>>> import lossnb.losses as L
+>>> focal = L.get("focal", gamma=2.0)
+>>> loss = focal(logits, targets, {"num_classes": 10, "epoch": 0, "total_epochs": 200})
+
+``available()`` lists the names; ``describe(name)`` gives paper, formula and
+hyperparameters; ``export_source(name, **hparams)`` writes a standalone
+``compute_loss`` for the benchmark's custom_loss.py.
+"""
+from . import online_ls, robust, softmax, sparse  # noqa: F401  (importing registers the losses)
+from .export import export_source
+from .registry import Loss, LossSpec, Param, available, get, make_config, spec
+
+
+def describe(name: str) -> dict:
+    """Paper, formula, summary and hyperparameters (default and domain) of a loss."""
+    s = spec(name)
+    return {
+        "name": s.name,
+        "paper": s.paper,
+        "formula": s.formula,
+        "summary": s.summary,
+        "stateful": s.stateful,
+        "params": {k: {"default": p.default, "domain": p.domain, "doc": p.doc} for k, p in s.params.items()},
+    }
+
+
+__all__ = ["Loss", "LossSpec", "Param", "available", "describe", "export_source", "get", "make_config", "spec"]

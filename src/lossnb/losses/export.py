@@ -1,0 +1,88 @@
+"""Export a registry loss as one self-contained ``compute_loss`` (only torch imported).
+
+The benchmark takes a ``custom_loss.py`` defining ``compute_loss(logits, targets,
+config)``. We write the loss function's own source and the helpers it calls
+(found by walking the names its code uses), so the exported text is the very
+code the library runs, with the hyperparameters bound as literals.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+import types
+
+from .registry import resolve_hparams, spec
+
+# module objects a loss may use, and the import line that brings each into the export
+_ALLOWED_MODULES = {
+    "torch": "import torch",
+    "torch.nn.functional": "import torch.nn.functional as F",
+    "math": "import math",
+}
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _function_source(fn) -> str:
+    """The function's source from its ``def`` line: registry decorators are left out."""
+    source = textwrap.dedent(inspect.getsource(fn))
+    node = ast.parse(source).body[0]
+    lines = source.splitlines()
+    return "\n".join(lines[node.lineno - 1:]) + "\n"
+
+
+def _dependencies(fn) -> tuple[list, set[str]]:
+    """Helper functions ``fn`` calls (transitively, callees first) and the import lines it needs."""
+    ordered, imports, seen = [], set(), set()
+
+    def visit(f):
+        if f in seen:
+            return
+        seen.add(f)
+        for name in sorted(_code_names(f.__code__)):
+            obj = f.__globals__.get(name)
+            if isinstance(obj, types.ModuleType):
+                if obj.__name__ not in _ALLOWED_MODULES:
+                    raise RuntimeError(f"{f.__name__} uses module {obj.__name__}, which an export may not import")
+                imports.add(_ALLOWED_MODULES[obj.__name__])
+            elif isinstance(obj, types.FunctionType) and obj.__module__.startswith("lossnb.losses"):
+                visit(obj)
+        ordered.append(f)
+
+    visit(fn)
+    return ordered, imports
+
+
+def export_source(name: str, **hparams) -> str:
+    """Source of a standalone module defining ``compute_loss`` for loss ``name`` with ``hparams``."""
+    s = spec(name)
+    bound = resolve_hparams(name, hparams)
+    functions, imports = _dependencies(s.fn)
+    args = ", ".join(f"{k}={v!r}" for k, v in bound.items())
+    state_arg = "_STATE, " if s.stateful else ""
+    call = f"{s.fn.__name__}(logits, targets, config, {state_arg}{args})".replace(", )", ")")
+    header = [
+        f'r"""compute_loss for the benchmark\'s custom_loss.py: lossnb loss {name!r}.',
+        "",
+        f"Paper: {s.paper}.",
+        f"Per-sample formula (LaTeX): {s.formula}",
+        f"Hyperparameters: {args or '(none)'}.",
+        '"""',
+    ]
+    parts = ["\n".join(header), "\n".join(sorted(imports))]
+    if s.stateful:
+        parts.append("# state kept across batches (this loss is stateful); reset it for a new run with _STATE.clear()\n_STATE = {}")
+    parts += [_function_source(f) for f in functions]
+    parts.append(
+        "def compute_loss(logits, targets, config):\n"
+        '    """logits (N, C) float, targets (N,) int64, config {num_classes, epoch, total_epochs} -> scalar."""\n'
+        f"    return {call}\n"
+    )
+    return "\n\n\n".join(p.rstrip("\n") for p in parts) + "\n"

@@ -1,0 +1,165 @@
+"""The loss registry: every loss by name, with its hyperparameters, paper and formula.
+
+A registered loss is a pure function ``fn(logits, targets, config, **hparams)``
+(or ``fn(logits, targets, config, state, **hparams)`` when it keeps state across
+batches). ``get(name, **hparams)`` binds the hyperparameters after checking them
+and returns a :class:`Loss`, a plain callable with the benchmark's contract.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import torch
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One hyperparameter: its default, its domain (a predicate) and the domain in words."""
+
+    default: Any
+    valid: Callable[[Any], bool]
+    domain: str
+    doc: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    name: str
+    fn: Callable
+    params: dict[str, Param]
+    paper: str
+    formula: str  # LaTeX, per sample; the batch loss is the mean over samples
+    summary: str
+    stateful: bool = False
+
+
+_REGISTRY: dict[str, LossSpec] = {}
+
+
+def register(name: str, *, paper: str, formula: str, summary: str,
+             params: dict[str, Param] | None = None, stateful: bool = False):
+    """Decorator adding a loss function to the registry under ``name``."""
+
+    def deco(fn):
+        if name in _REGISTRY:
+            raise ValueError(f"loss {name!r} registered twice")
+        _REGISTRY[name] = LossSpec(name, fn, dict(params or {}), paper, formula, summary, stateful)
+        return fn
+
+    return deco
+
+
+def available() -> list[str]:
+    """Names of every registered loss, sorted."""
+    return sorted(_REGISTRY)
+
+
+def spec(name: str) -> LossSpec:
+    """The registry entry of ``name``; an unknown name lists the choices."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(available())}") from None
+
+
+def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """Defaults filled in, unknown names and out-of-domain values rejected with the domain named."""
+    s = spec(name)
+    unknown = sorted(set(hparams) - set(s.params))
+    if unknown:
+        choices = ", ".join(s.params) or "(none)"
+        raise ValueError(f"loss {name!r} has no hyperparameter {unknown[0]!r}; its hyperparameters are: {choices}")
+    resolved = {k: p.default for k, p in s.params.items()}
+    resolved.update(hparams)
+    for key, value in resolved.items():
+        p = s.params[key]
+        ok = False
+        try:
+            ok = bool(p.valid(value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"loss {name!r}: {key}={value!r} is outside its domain ({p.domain})")
+    return resolved
+
+
+def make_config(num_classes: int, epoch: int = 0, total_epochs: int = 1) -> dict[str, int]:
+    """A contract config dict; handy in notebooks and tests."""
+    return {"num_classes": int(num_classes), "epoch": int(epoch), "total_epochs": int(total_epochs)}
+
+
+class Loss:
+    """A registry loss with its hyperparameters bound: ``loss(logits, targets, config)``.
+
+    Input checks here are on metadata only (shape, dtype), except the target range,
+    which needs the values: it is checked on every call for CPU tensors and only on
+    the first call for accelerator tensors, so training never syncs with the host
+    per step. The trainer also checks every label once when the data set loads.
+    """
+
+    def __init__(self, name: str, **hparams: Any):
+        self.spec = spec(name)
+        self.name = name
+        self.hparams = resolve_hparams(name, hparams)
+        self.state: dict[str, Any] = {}
+        self._device_targets_checked = False
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, config: dict) -> torch.Tensor:
+        self._check(logits, targets, config)
+        if self.spec.stateful:
+            return self.spec.fn(logits, targets, config, self.state, **self.hparams)
+        return self.spec.fn(logits, targets, config, **self.hparams)
+
+    def reset(self) -> None:
+        """Forget state kept across batches (a new run starts from scratch)."""
+        self.state.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: (v.clone() if torch.is_tensor(v) else v) for k, v in self.state.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state.clear()
+        self.state.update(state)
+
+    def export(self) -> str:
+        """Self-contained ``compute_loss`` source for the benchmark's custom_loss.py."""
+        from .export import export_source
+
+        return export_source(self.name, **self.hparams)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
+        return f"Loss({self.name!r}{', ' if args else ''}{args})"
+
+    def _check(self, logits, targets, config) -> None:
+        if not torch.is_tensor(logits) or logits.dim() != 2:
+            shape = tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
+            raise ValueError(f"logits must be a 2-D (N, C) tensor, got shape {shape}")
+        if not logits.is_floating_point():
+            raise ValueError(f"logits must be floating point, got dtype {logits.dtype}")
+        if not torch.is_tensor(targets) or targets.dtype.is_floating_point or targets.dtype == torch.bool \
+                or targets.is_complex():
+            dtype = targets.dtype if torch.is_tensor(targets) else type(targets).__name__
+            raise ValueError(f"targets must be an integer tensor of class ids, got {dtype}")
+        if targets.dim() != 1 or targets.shape[0] != logits.shape[0]:
+            raise ValueError(f"targets must have shape ({logits.shape[0]},) to match logits "
+                             f"{tuple(logits.shape)}, got {tuple(targets.shape)}")
+        for key in ("num_classes", "epoch", "total_epochs"):
+            if key not in config:
+                raise ValueError(f"config is missing {key!r}; the contract's keys are num_classes, epoch, total_epochs")
+        num_classes = logits.shape[1]
+        if config["num_classes"] != num_classes:
+            raise ValueError(f"config num_classes={config['num_classes']} but logits have {num_classes} columns")
+        if targets.device.type == "cpu" or not self._device_targets_checked:
+            self._device_targets_checked = True
+            if targets.numel():
+                lo, hi = int(targets.min()), int(targets.max())
+                bad = lo if lo < 0 else hi
+                if lo < 0 or hi >= num_classes:
+                    raise ValueError(f"target {bad} is outside [0, {num_classes})")
+
+
+def get(name: str, **hparams: Any) -> Loss:
+    """The loss ``name`` with hyperparameters ``hparams`` (the rest at their defaults)."""
+    return Loss(name, **hparams)
