@@ -11,8 +11,16 @@ import torch.nn.functional as F
 
 import lossnb.losses as L
 
-torch.set_default_dtype(torch.float64)
 N, C = 16, 7
+
+
+@pytest.fixture(autouse=True)
+def float64_by_default():
+    """References are compared in float64; restore the default so other test modules are unaffected."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def batch(seed=0, n=N, c=C, scale=3.0):

@@ -143,7 +143,7 @@ def logit_penalty(logits, targets, config, beta=5e-4):
 def flsd53(logits, targets, config, gamma_low=5.0, gamma_high=3.0, threshold=0.2):
     z = _upcast(logits)
     logp_t = F.log_softmax(z, dim=1).gather(1, targets[:, None]).squeeze(1)
-    gamma = torch.where(logp_t.detach().exp() < threshold, gamma_low, gamma_high)
+    gamma = torch.full_like(logp_t, gamma_high).masked_fill(logp_t.detach().exp() < threshold, gamma_low)
     weight = torch.exp(gamma * _log_one_minus_p_target(z, targets))
     return -(weight * logp_t).mean()
 
