@@ -92,10 +92,10 @@ def make_config(num_classes: int, epoch: int = 0, total_epochs: int = 1) -> dict
 class Loss:
     """A registry loss with its hyperparameters bound: ``loss(logits, targets, config)``.
 
-    Input checks here are on metadata only (shape, dtype), except the target range,
-    which needs the values: it is checked on every call for CPU tensors and only on
-    the first call for accelerator tensors, so training never syncs with the host
-    per step. The trainer also checks every label once when the data set loads.
+    Input checks on every call are on metadata only (shape, dtype). The target range
+    needs the values, so it is checked on the first call only: training never syncs
+    with the host per step, and the trainer checks every label once when the data
+    set loads. (Later out-of-range targets still fail inside torch's own indexing.)
     """
 
     def __init__(self, name: str, **hparams: Any):
@@ -103,7 +103,7 @@ class Loss:
         self.name = name
         self.hparams = resolve_hparams(name, hparams)
         self.state: dict[str, Any] = {}
-        self._device_targets_checked = False
+        self._target_values_checked = False
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, config: dict) -> torch.Tensor:
         self._check(logits, targets, config)
@@ -151,10 +151,10 @@ class Loss:
         num_classes = logits.shape[1]
         if config["num_classes"] != num_classes:
             raise ValueError(f"config num_classes={config['num_classes']} but logits have {num_classes} columns")
-        if targets.device.type == "cpu" or not self._device_targets_checked:
-            self._device_targets_checked = True
+        if not self._target_values_checked:
+            self._target_values_checked = True
             if targets.numel():
-                lo, hi = int(targets.min()), int(targets.max())
+                lo, hi = (int(v) for v in targets.aminmax())
                 bad = lo if lo < 0 else hi
                 if lo < 0 or hi >= num_classes:
                     raise ValueError(f"target {bad} is outside [0, {num_classes})")

@@ -16,11 +16,13 @@ def _upcast(logits):
     return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
-def _log_one_minus_p_target(z, targets):
-    """log(1 - p_t) computed without cancellation: logsumexp over the non-target logits minus logsumexp over all."""
-    is_target = F.one_hot(targets, z.shape[1]).bool()
-    others = z.masked_fill(is_target, float("-inf"))
-    return torch.logsumexp(others, dim=1) - torch.logsumexp(z, dim=1)
+def _log_one_minus_p(logp_t):
+    """log(1 - p_t) from log p_t, floored at the smallest normal float.
+
+    The floor keeps gradients finite where p_t rounds to 1 (there (1 - p_t)^gamma is 0 to
+    working precision anyway); expm1 keeps 1 - p_t accurate when p_t is small.
+    """
+    return torch.log((-torch.expm1(logp_t)).clamp_min(torch.finfo(logp_t.dtype).tiny))
 
 
 @register(
@@ -67,7 +69,7 @@ def focal(logits, targets, config, gamma=2.0):
     z = _upcast(logits)
     logp_t = F.log_softmax(z, dim=1).gather(1, targets[:, None]).squeeze(1)
     # (1-p)^gamma as exp(gamma*log(1-p)): finite gradients even where p_t rounds to 1 and gamma < 1
-    weight = torch.exp(gamma * _log_one_minus_p_target(z, targets))
+    weight = torch.exp(gamma * _log_one_minus_p(logp_t))
     return -(weight * logp_t).mean()
 
 
@@ -144,7 +146,7 @@ def flsd53(logits, targets, config, gamma_low=5.0, gamma_high=3.0, threshold=0.2
     z = _upcast(logits)
     logp_t = F.log_softmax(z, dim=1).gather(1, targets[:, None]).squeeze(1)
     gamma = torch.full_like(logp_t, gamma_high).masked_fill(logp_t.detach().exp() < threshold, gamma_low)
-    weight = torch.exp(gamma * _log_one_minus_p_target(z, targets))
+    weight = torch.exp(gamma * _log_one_minus_p(logp_t))
     return -(weight * logp_t).mean()
 
 
