@@ -1,0 +1,76 @@
+"""Run records: config.json, metrics.csv and summary.json in one directory, each written atomically.
+
+A run is finished when summary.json exists (status 'complete' or 'diverged'). While a
+run is under way its directory holds config.json and the metrics so far; its checkpoint
+lives under a separate checkpoint root, outside git.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_ece", "test_macro_f1",
+                  "epoch_seconds", "train_images_per_second"]
+SUMMARY_FIELDS = ["status", "epochs_completed", "best_test_acc", "best_epoch", "final_test_acc", "final_test_loss",
+                  "final_test_ece", "final_test_macro_f1", "wall_seconds"]
+FINISHED = ("complete", "diverged")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: dict) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(row[k]) for k in METRIC_COLUMNS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _csv_value(v):
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def read_summary(run_dir: Path) -> dict | None:
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def is_finished(run_dir: Path) -> bool:
+    summary = read_summary(run_dir)
+    return summary is not None and summary.get("status") in FINISHED
