@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
     t.add_argument("--device", default="auto")
     t.add_argument("--runs-dir", default="runs")
-    t.add_argument("--checkpoint-dir", default=None, help="default: .lossnb-checkpoints beside the runs directory")
+    t.add_argument("--checkpoint-dir", default=None, help="default: RUNS_DIR/.checkpoints (git-ignored)")
     t.add_argument("--data-root", default=None, help="default: $LOSSNB_DATA or ./data")
     t.add_argument("--download", action="store_true", help="let torchvision download the data set")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")

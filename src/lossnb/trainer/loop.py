@@ -160,7 +160,8 @@ def train(cfg: RunConfig, *, runs_dir: str | Path = "runs", checkpoint_dir: str 
     work is lost by accident.
     """
     run_dir = Path(runs_dir) / cfg.run_path()
-    ckpt_path = Path(checkpoint_dir or Path(runs_dir).parent / ".lossnb-checkpoints") / cfg.run_path() / "last.pt"
+    # checkpoints sit under the runs directory they belong to, in a git-ignored folder
+    ckpt_path = Path(checkpoint_dir or Path(runs_dir) / ".checkpoints") / cfg.run_path() / "last.pt"
     if records.is_finished(run_dir) and not force:
         return records.read_summary(run_dir)
     if ckpt_path.is_file() and not (resume or force):

@@ -1,0 +1,221 @@
+"""Data readers on tiny files in the true on-disk formats, the checksum path, and augmentation statistics."""
+import gzip
+import hashlib
+import io
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lossnb.data import (ChecksumMismatch, DatasetNotFound, epoch_generator, load_dataset, random_crop_flip,
+                         read_cifar, read_idx)
+
+FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+# ---------------------------------------------------------------- CIFAR pickle fixtures
+
+def _cifar_files(name, per_batch=4, seed=0):
+    """{file name: bytes} laid out as the python version of CIFAR (dicts of 'data' uint8 (n, 3072) + labels)."""
+    rng = np.random.default_rng(seed)
+    classes, key = (10, "labels") if name == "cifar10" else (100, "fine_labels")
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if name == "cifar10" else ["train", "test"]
+    files, expected = {}, {"train": [], "test": []}
+    for fname in names:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, classes, size=per_batch).tolist()
+        files[fname] = pickle.dumps({"data": data, key: labels, "batch_label": fname}, protocol=2)
+        expected["test" if "test" in fname else "train"].append((data, labels))
+    return files, expected
+
+
+def _write_folder(root, name, files):
+    folder = root / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    folder.mkdir(parents=True)
+    for fname, blob in files.items():
+        (folder / fname).write_bytes(blob)
+    return folder
+
+
+def _md5s(files):
+    return {f: hashlib.md5(b).hexdigest() for f, b in files.items()}
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_folder_is_read_in_the_published_layout(tmp_path, name):
+    files, expected = _cifar_files(name)
+    _write_folder(tmp_path, name, files)
+    train_x, train_y, test_x, test_y = read_cifar(tmp_path, name, checksums=_md5s(files))
+    want_train = np.concatenate([d for d, _ in expected["train"]]).reshape(-1, 3, 32, 32)
+    assert train_x.dtype == np.uint8 and np.array_equal(train_x, want_train)
+    assert train_y.tolist() == sum((lab for _, lab in expected["train"]), [])
+    # row layout of the archive: 1024 red, then 1024 green, then 1024 blue values, row-major
+    assert test_x[0, 1, 0, 5] == expected["test"][0][0][0, 1024 + 5]
+    assert test_y.tolist() == expected["test"][0][1]
+
+
+def test_cifar_tar_gz_archive_is_read_without_extracting(tmp_path):
+    files, _ = _cifar_files("cifar10")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for fname, blob in files.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{fname}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(buf.getvalue())
+    sums = {**_md5s(files), "cifar-10-python.tar.gz": hashlib.md5(buf.getvalue()).hexdigest()}
+    train_x, _, test_x, _ = read_cifar(tmp_path, "cifar10", checksums=sums)
+    assert train_x.shape == (20, 3, 32, 32) and test_x.shape == (4, 3, 32, 32)
+
+
+class _PlantsAFile:
+    """A pickle that, if ever loaded, creates a file: proof that unpickling ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_file_failing_its_checksum_is_never_unpickled(tmp_path):
+    files, _ = _cifar_files("cifar10")
+    sums = _md5s(files)
+    marker = tmp_path / "unpickled"
+    files["data_batch_3"] = pickle.dumps(_PlantsAFile(str(marker)))  # tampered after the checksums were taken
+    _write_folder(tmp_path, "cifar10", files)
+    with pytest.raises(ChecksumMismatch, match="data_batch_3.*does not match the published"):
+        read_cifar(tmp_path, "cifar10", checksums=sums)
+    assert not marker.exists()
+
+
+def test_published_checksums_are_used_by_default(tmp_path):
+    files, _ = _cifar_files("cifar100")
+    _write_folder(tmp_path, "cifar100", files)
+    with pytest.raises(ChecksumMismatch, match="16019d7e3df5f24257cddd939b257f8d"):  # torchvision's MD5 of 'train'
+        read_cifar(tmp_path, "cifar100")
+
+
+def test_missing_dataset_says_where_it_looked_and_how_to_get_it(tmp_path):
+    with pytest.raises(DatasetNotFound, match=rf"cifar10 not found; looked in: {tmp_path}.*--download"):
+        load_dataset("cifar10", tmp_path)
+    with pytest.raises(DatasetNotFound, match="mnist not found.*idx files"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_unknown_dataset_lists_the_choices():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'.*cifar10, cifar100, fashionmnist, mnist"):
+        load_dataset("cifar")
+
+
+# ---------------------------------------------------------------- idx (MNIST-style) fixtures
+
+def _idx_bytes(array):
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _write_mnist(folder, n_train=6, n_test=4, gz=True, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, arr in arrays.items():
+        blob = _idx_bytes(arr)
+        (folder / (stem + ".gz" if gz else stem)).write_bytes(gzip.compress(blob) if gz else blob)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_files_gzip_or_raw(tmp_path, gz):
+    arrays = _write_mnist(tmp_path / "MNIST" / "raw", gz=gz)  # torchvision's download layout
+    data = load_dataset("mnist", tmp_path)
+    assert data.train_x.shape == (6, 1, 32, 32) and data.train_x.dtype == torch.uint8
+    # 28x28 padded with 2 zero pixels on each side
+    assert torch.equal(data.train_x[:, 0, 2:30, 2:30], torch.from_numpy(arrays["train-images-idx3-ubyte"]).byte())
+    assert data.train_x[:, :, :2].sum() == 0 and data.train_x[:, :, :, 30:].sum() == 0
+    assert data.test_y.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
+
+
+def test_idx_reader_rejects_a_truncated_file(tmp_path):
+    path = tmp_path / "bad-idx1-ubyte"
+    path.write_bytes(_idx_bytes(np.arange(10))[:-3])
+    with pytest.raises(ValueError, match=r"header says \(10,\).*holds 7"):
+        read_idx(path)
+
+
+@pytest.mark.skipif(not FMNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_real_fashion_mnist_from_the_debian_package():
+    data = load_dataset("fashionmnist")
+    assert data.train_x.shape == (60000, 1, 32, 32) and data.test_x.shape == (10000, 1, 32, 32)
+    assert torch.bincount(data.train_y).tolist() == [6000] * 10  # the published class balance
+    assert torch.bincount(data.test_y).tolist() == [1000] * 10
+
+
+@pytest.mark.skipif(not FMNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_subset_and_validation_split_are_fixed_and_disjoint():
+    a = load_dataset("fashionmnist", train_subset=500, val_size=1000)
+    b = load_dataset("fashionmnist", train_subset=500, val_size=1000)
+    assert a.eval_split == "val" and len(a.test_y) == 1000 and len(a.train_y) == 500
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_x, b.test_x)
+    train_rows = {bytes(x.numpy()) for x in a.train_x}
+    assert not any(bytes(x.numpy()) in train_rows for x in a.test_x)
+
+
+# ---------------------------------------------------------------- augmentation
+
+def _position_image(n):
+    """Each pixel holds 1 + its column index (1..32), so a crop's offset and flip can be read off it."""
+    cols = torch.arange(1, 33, dtype=torch.uint8)
+    return cols.view(1, 1, 1, 32).expand(n, 1, 32, 32).contiguous()
+
+
+def test_crop_offsets_and_flips_are_uniform_and_padding_is_zero():
+    n = 40_000
+    out = random_crop_flip(_position_image(n), epoch_generator(0, 0, torch.device("cpu")))
+    row = out[:, 0, 16].long()  # one row: columns of the padded image, 0 where padding
+    # unflipped rows increase left to right: the largest source column lies right of the smallest
+    flipped = row.argmax(dim=1) < torch.where(row > 0, row, 99).argmin(dim=1)
+    left = torch.where(flipped[:, None], row.flip(1), row)  # undo the flip
+    # offset dx: the first real column is 1 + max(0, dx - 4); padding zeros fill where the crop leaves the image
+    zeros_left = (left == 0).long().cumprod(dim=1).sum(dim=1)
+    zeros_right = (left.flip(1) == 0).long().cumprod(dim=1).sum(dim=1)
+    dx = torch.where(zeros_left > 0, 4 - zeros_left, 4 + zeros_right)
+    counts = torch.bincount(dx, minlength=9).float()
+    expected = n / 9
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < 26.1, counts  # 8 degrees of freedom, p = 0.001
+    assert abs(flipped.float().mean() - 0.5) < 0.01
+    # inside the image the values are the source columns in order: padding is the only source of zeros
+    nonzero = left[left > 0].view(-1)
+    assert nonzero.min() >= 1 and nonzero.max() <= 32
+
+
+def test_augmentation_is_a_function_of_seed_and_epoch():
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    a = random_crop_flip(x, epoch_generator(3, 7, torch.device("cpu")))
+    b = random_crop_flip(x, epoch_generator(3, 7, torch.device("cpu")))
+    c = random_crop_flip(x, epoch_generator(3, 8, torch.device("cpu")))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_crop_matches_torchvision_for_a_given_offset_and_flip():
+    import torchvision.transforms.v2.functional as TF
+
+    x = torch.randint(1, 256, (1, 3, 32, 32), dtype=torch.uint8)
+    gen = epoch_generator(0, 0, torch.device("cpu"))
+    state = gen.get_state()
+    out = random_crop_flip(x, gen)
+    gen.set_state(state)  # replay the same draws to know the offsets
+    dy = torch.randint(0, 9, (1, 1), generator=gen).item()
+    dx = torch.randint(0, 9, (1, 1), generator=gen).item()
+    flip = torch.rand(1, 1, generator=gen).item() < 0.5
+    want = TF.crop(TF.pad(x, [4]), dy, dx, 32, 32)
+    want = TF.horizontal_flip(want) if flip else want
+    assert torch.equal(out, want)

@@ -1,0 +1,104 @@
+"""The engine on real FashionMNIST: complete run records, exact resume, divergence, re-runs."""
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from lossnb.cli import main as cli_main
+from lossnb.trainer import RunConfig, RunExists, loop, records, train
+
+pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                                reason="Debian package dataset-fashion-mnist not installed")
+
+SMALL = dict(arch="convnet", dataset="fashionmnist", train_subset=1024, val_size=512, protocol="test")
+TIMING = {"epoch_seconds", "train_images_per_second"}
+
+
+def read_rows(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
+
+
+def test_cli_run_writes_a_complete_record(tmp_path, capsys):
+    code = cli_main(["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "focal",
+                     "--loss-param", "gamma=0.5", "--epochs", "2", "--train-subset", "2000", "--seed", "1",
+                     "--runs-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert code == 0
+    run_dir = tmp_path / "runs" / "bench-e2-n2000" / "convnet-fashionmnist" / "focal-gamma0.5" / "seed1"
+    config = json.loads((run_dir / "config.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert config["run"]["loss_params"] == {"gamma": 0.5} and config["follows_200_epoch_protocol"] is False
+    assert config["data"]["train_size"] == 2000 and config["data"]["eval_size"] == 10000
+    assert config["environment"]["torch"] and "commit" in config["environment"]["git"]
+    assert set(records.SUMMARY_FIELDS) <= set(summary) and summary["status"] == "complete"
+    assert [r["epoch"] for r in rows] == ["0", "1"] and set(records.METRIC_COLUMNS) == set(rows[0])
+    assert summary["best_test_acc"] == pytest.approx(max(float(r["test_acc"]) for r in rows), rel=1e-5)
+    assert summary["best_test_acc"] > 0.3  # it learned something (10 classes: chance is 0.1)
+    assert summary["final_test_acc"] == pytest.approx(float(rows[-1]["test_acc"]), rel=1e-5)
+    # the cosine schedule over the whole run, stepped per epoch
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.1, 0.05])
+    assert (tmp_path / "runs" / ".checkpoints" / config["run_path"] / "last.pt").is_file()
+
+
+def test_a_finished_run_is_not_rerun_unless_forced(tmp_path):
+    cfg = RunConfig(loss="ce", epochs=1, **SMALL)
+    first = train(cfg, runs_dir=tmp_path / "runs", progress=False)
+    mtime = (tmp_path / "runs" / cfg.run_path() / "summary.json").stat().st_mtime_ns
+    assert train(cfg, runs_dir=tmp_path / "runs", progress=False) == first
+    assert (tmp_path / "runs" / cfg.run_path() / "summary.json").stat().st_mtime_ns == mtime
+    forced = train(cfg, runs_dir=tmp_path / "runs", progress=False, force=True)
+    assert forced["status"] == "complete"
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(tmp_path, monkeypatch):
+    # online label smoothing keeps state across epochs: resume must restore it too
+    cfg = RunConfig(loss="online_ls", epochs=3, seed=5, **SMALL)
+    train(cfg, runs_dir=tmp_path / "a", progress=False)
+
+    saved = records.atomic_torch_save
+
+    def save_then_die(obj, path):
+        saved(obj, path)
+        if obj["epoch"] == 2:
+            raise _Interrupt
+
+    monkeypatch.setattr(loop.records, "atomic_torch_save", save_then_die)
+    with pytest.raises(_Interrupt):
+        train(cfg, runs_dir=tmp_path / "b", progress=False)
+    monkeypatch.setattr(loop.records, "atomic_torch_save", saved)
+    assert not (tmp_path / "b" / cfg.run_path() / "summary.json").exists()
+    with pytest.raises(RunExists, match="--resume"):
+        train(cfg, runs_dir=tmp_path / "b", progress=False)
+    resumed = train(cfg, runs_dir=tmp_path / "b", progress=False, resume=True)
+
+    assert resumed["status"] == "complete" and resumed["epochs_completed"] == 3
+    assert read_rows(tmp_path / "b" / cfg.run_path()) == read_rows(tmp_path / "a" / cfg.run_path())
+
+
+def test_a_non_finite_loss_ends_the_run_as_diverged(tmp_path):
+    cfg = RunConfig(loss="ce", epochs=3, lr=1e8, **SMALL)
+    summary = train(cfg, runs_dir=tmp_path / "runs", progress=False)
+    assert summary["status"] == "diverged"
+    assert summary["diverged_at"]["epoch"] == 0 and 0 <= summary["diverged_at"]["step"] < 8
+    assert records.is_finished(tmp_path / "runs" / cfg.run_path())
+
+
+def test_bad_names_give_one_line_with_the_choices(capsys):
+    assert cli_main(["train", "--arch", "resnet", "--dataset", "fashionmnist", "--loss", "ce"]) == 2
+    assert "unknown arch 'resnet'; choose one of: convnet" in capsys.readouterr().err
+    assert cli_main(["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "xent"]) == 2
+    assert "unknown loss 'xent'" in capsys.readouterr().err
+
+
+def test_export_command_writes_a_loadable_custom_loss(tmp_path):
+    out = tmp_path / "custom_loss.py"
+    assert cli_main(["export-loss", "poly1", "--loss-param", "epsilon=2", "-o", str(out)]) == 0
+    namespace = {}
+    exec(out.read_text(), namespace)
+    assert "epsilon=2" in out.read_text() and callable(namespace["compute_loss"])
