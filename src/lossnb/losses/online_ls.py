@@ -9,11 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from .domains import unit_closed, unit_halfopen
+from .common import upcast
 from .registry import Param, register
 
-
-def _upcast(logits):
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 def _ols_start(state, num_classes, smoothing, epoch, device):
@@ -51,7 +49,7 @@ def _ols_next_epoch(state, epoch):
     stateful=True,
 )
 def online_label_smoothing(logits, targets, config, state, alpha=0.5, smoothing=0.1):
-    z = _upcast(logits)
+    z = upcast(logits)
     epoch = config["epoch"]
     if not state:
         _ols_start(state, z.shape[1], smoothing, epoch, z.device)

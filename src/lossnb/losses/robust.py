@@ -8,11 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from .domains import at_least, in_range, nonneg, positive_int
+from .common import upcast
 from .registry import Param, register
 
-
-def _upcast(logits):
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 @register(
@@ -23,7 +21,7 @@ def _upcast(logits):
             "(nn.L1Loss(softmax, one_hot) with its default mean reduction is this divided by C).",
 )
 def mae(logits, targets, config):
-    z = _upcast(logits)
+    z = upcast(logits)
     logp_t = F.log_softmax(z, dim=1).gather(1, targets[:, None]).squeeze(1)
     return (-2.0 * torch.expm1(logp_t)).mean()
 
@@ -36,7 +34,7 @@ def mae(logits, targets, config):
     params={"q": Param(0.7, in_range(0.0, 1.0, lo_open=True), "0 < q <= 1")},
 )
 def gce(logits, targets, config, q=0.7):
-    z = _upcast(logits)
+    z = upcast(logits)
     logp_t = F.log_softmax(z, dim=1).gather(1, targets[:, None]).squeeze(1)
     return (-torch.expm1(q * logp_t) / q).mean()
 
@@ -53,7 +51,7 @@ def gce(logits, targets, config, q=0.7):
     },
 )
 def sce(logits, targets, config, alpha=0.1, beta=1.0):
-    z = _upcast(logits)
+    z = upcast(logits)
     logp = F.log_softmax(z, dim=1)
     p = logp.exp().clamp(min=1e-7, max=1.0)
     log_clamped_onehot = torch.full_like(p, math.log(1e-4))
@@ -113,7 +111,7 @@ def _tempered_log_partition(a, t, num_iters):
     },
 )
 def bitempered(logits, targets, config, t1=0.8, t2=1.2, num_iters=5):
-    z = _upcast(logits)
+    z = upcast(logits)
     if t2 == 1.0:  # plain softmax: take log p from log_softmax so that p_t underflowing to 0 stays finite
         log_probs = F.log_softmax(z, dim=1)
     else:  # heavy-tailed: p_t > 0 for any finite logits

@@ -9,11 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from .domains import at_least, nonneg, positive, real_list, unit_closed, unit_halfopen, in_range
+from .common import upcast
 from .registry import Param, register
 
-
-def _upcast(logits):
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 def _log_one_minus_p(logp_t):
@@ -32,7 +30,7 @@ def _log_one_minus_p(logp_t):
     summary="Softmax cross-entropy (torch.nn.functional.cross_entropy).",
 )
 def cross_entropy(logits, targets, config):
-    return F.cross_entropy(_upcast(logits), targets)
+    return F.cross_entropy(upcast(logits), targets)
 
 
 @register(
@@ -48,7 +46,7 @@ def cross_entropy(logits, targets, config):
     },
 )
 def label_smoothing(logits, targets, config, eps=0.1, convention="uniform"):
-    z = _upcast(logits)
+    z = upcast(logits)
     if convention == "uniform":
         return F.cross_entropy(z, targets, label_smoothing=eps)
     logp = F.log_softmax(z, dim=1)
@@ -66,7 +64,7 @@ def label_smoothing(logits, targets, config, eps=0.1, convention="uniform"):
     params={"gamma": Param(2.0, nonneg, "gamma >= 0", "focusing exponent")},
 )
 def focal(logits, targets, config, gamma=2.0):
-    z = _upcast(logits)
+    z = upcast(logits)
     logp_t = F.log_softmax(z, dim=1).gather(1, targets[:, None]).squeeze(1)
     # (1-p)^gamma as exp(gamma*log(1-p)): finite gradients even where p_t rounds to 1 and gamma < 1
     weight = torch.exp(gamma * _log_one_minus_p(logp_t))
@@ -81,7 +79,7 @@ def focal(logits, targets, config, gamma=2.0):
     params={"epsilon": Param(1.0, at_least(-1.0), "epsilon >= -1", "weight of (1 - p_t)")},
 )
 def poly1(logits, targets, config, epsilon=1.0):
-    z = _upcast(logits)
+    z = upcast(logits)
     logp_t = F.log_softmax(z, dim=1).gather(1, targets[:, None]).squeeze(1)
     return (-logp_t - epsilon * torch.expm1(logp_t)).mean()
 
@@ -94,7 +92,7 @@ def poly1(logits, targets, config, epsilon=1.0):
     params={"epsilons": Param((1.0,), real_list, "a non-empty list of reals", "eps_1..eps_N")},
 )
 def polyn(logits, targets, config, epsilons=(1.0,)):
-    z = _upcast(logits)
+    z = upcast(logits)
     logp_t = F.log_softmax(z, dim=1).gather(1, targets[:, None]).squeeze(1)
     one_minus_p = -torch.expm1(logp_t)
     loss = -logp_t
@@ -111,7 +109,7 @@ def polyn(logits, targets, config, epsilons=(1.0,)):
     params={"beta": Param(0.1, nonneg, "beta >= 0", "entropy weight")},
 )
 def confidence_penalty(logits, targets, config, beta=0.1):
-    z = _upcast(logits)
+    z = upcast(logits)
     logp = F.log_softmax(z, dim=1)
     entropy = -(logp.exp() * logp).sum(dim=1)
     return F.nll_loss(logp, targets) - beta * entropy.mean()
@@ -126,7 +124,7 @@ def confidence_penalty(logits, targets, config, beta=0.1):
     params={"beta": Param(5e-4, nonneg, "beta >= 0", "penalty weight")},
 )
 def logit_penalty(logits, targets, config, beta=5e-4):
-    z = _upcast(logits)
+    z = upcast(logits)
     return F.cross_entropy(z, targets) + beta * z.pow(2).sum(dim=1).mean()
 
 
@@ -143,7 +141,7 @@ def logit_penalty(logits, targets, config, beta=5e-4):
     },
 )
 def flsd53(logits, targets, config, gamma_low=5.0, gamma_high=3.0, threshold=0.2):
-    z = _upcast(logits)
+    z = upcast(logits)
     logp_t = F.log_softmax(z, dim=1).gather(1, targets[:, None]).squeeze(1)
     gamma = torch.full_like(logp_t, gamma_high).masked_fill(logp_t.detach().exp() < threshold, gamma_low)
     weight = torch.exp(gamma * _log_one_minus_p(logp_t))
@@ -159,7 +157,7 @@ def flsd53(logits, targets, config, gamma_low=5.0, gamma_high=3.0, threshold=0.2
     params={"gamma": Param(5.0, nonneg, "gamma >= 0", "focusing exponent")},
 )
 def dual_focal(logits, targets, config, gamma=5.0):
-    z = _upcast(logits)
+    z = upcast(logits)
     logp = F.log_softmax(z, dim=1)
     p = logp.exp()
     logp_t = logp.gather(1, targets[:, None]).squeeze(1)
@@ -178,7 +176,7 @@ def dual_focal(logits, targets, config, gamma=5.0):
     params={"tau": Param(0.04, positive, "tau > 0", "temperature")},
 )
 def logitnorm(logits, targets, config, tau=0.04):
-    z = _upcast(logits)
+    z = upcast(logits)
     norms = torch.linalg.vector_norm(z, dim=1, keepdim=True) + 1e-7
     return F.cross_entropy(z / (norms * tau), targets)
 
@@ -196,7 +194,7 @@ def logitnorm(logits, targets, config, tau=0.04):
     },
 )
 def maxsup(logits, targets, config, alpha_start=0.1, alpha_end=0.2):
-    z = _upcast(logits)
+    z = upcast(logits)
     progress = config["epoch"] / max(1, config["total_epochs"] - 1)
     alpha = alpha_start + (alpha_end - alpha_start) * progress
     gap = z.amax(dim=1) - z.mean(dim=1)
@@ -212,7 +210,7 @@ def maxsup(logits, targets, config, alpha_start=0.1, alpha_end=0.2):
     params={"m": Param(1.0, nonneg, "m >= 0", "additive margin")},
 )
 def margin(logits, targets, config, m=1.0):
-    z = _upcast(logits)
+    z = upcast(logits)
     return F.cross_entropy(z - m * F.one_hot(targets, z.shape[1]).to(z.dtype), targets)
 
 
@@ -228,6 +226,6 @@ def margin(logits, targets, config, m=1.0):
     },
 )
 def mbls(logits, targets, config, margin=10.0, lam=0.1):
-    z = _upcast(logits)
+    z = upcast(logits)
     distances = z.amax(dim=1, keepdim=True) - z
     return F.cross_entropy(z, targets) + lam * F.relu(distances - margin).mean()

@@ -7,11 +7,9 @@ autograd returns that gradient (no differentiation through the sort).
 """
 import torch
 
+from .common import upcast
 from .registry import register
 
-
-def _upcast(logits):
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
 def _sparsemax_probs(z):
@@ -48,7 +46,7 @@ def _entmax15_probs(z):
     summary="Sparsemax loss: zero once the target's margin puts all mass on it; gradient p - e_t.",
 )
 def sparsemax_loss(logits, targets, config):
-    z = _upcast(logits)
+    z = upcast(logits)
     with torch.no_grad():
         p = _sparsemax_probs(z)
         entropy = 0.5 * (1.0 - (p * p).sum(dim=1))
@@ -63,7 +61,7 @@ def sparsemax_loss(logits, targets, config):
     summary="Entmax-1.5 Fenchel-Young loss: between softmax and sparsemax; gradient p - e_t.",
 )
 def entmax15_loss(logits, targets, config):
-    z = _upcast(logits)
+    z = upcast(logits)
     with torch.no_grad():
         p = _entmax15_probs(z)
         entropy = (1.0 - (p * torch.sqrt(p)).sum(dim=1)) / 0.75
