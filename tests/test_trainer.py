@@ -72,7 +72,7 @@ def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(tmp
     with pytest.raises(_Interrupt):
         train(cfg, runs_dir=tmp_path / "b", progress=False)
     monkeypatch.setattr(loop.records, "atomic_torch_save", saved)
-    assert not (tmp_path / "b" / cfg.run_path() / "summary.json").exists()
+    assert not (tmp_path / "b" / cfg.run_path()).exists()  # no half-written record under runs/
     with pytest.raises(RunExists, match="--resume"):
         train(cfg, runs_dir=tmp_path / "b", progress=False)
     resumed = train(cfg, runs_dir=tmp_path / "b", progress=False, resume=True)

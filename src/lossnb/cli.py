@@ -61,6 +61,58 @@ def _export(args) -> int:
     return 0
 
 
+def _grid(args) -> int:
+    from . import grid
+
+    spec = grid.load_grid(args.file)
+    only = parse_only(args.only)
+    plan = grid.plan_runs(spec.runs, Path(args.runs_dir), args.data_root, only)
+    print(f"{spec.protocol}: {len(spec.runs)} runs in the grid, {len(plan.todo)} to run, "
+          f"{len(plan.skipped)} skipped", file=sys.stderr)
+    if args.dry_run:
+        for cfg in plan.todo:
+            print(f"todo     {cfg.run_path()}")
+        for path, reason in plan.skipped:
+            print(f"skipped  {path}: {reason}")
+        return 0
+    progress = grid.GridProgress(len(plan.todo), enabled=not args.no_progress)
+    common = dict(checkpoint_dir=args.checkpoint_dir, data_root=args.data_root, notebook=Path(args.notebook or grid.NOTEBOOK),
+                  on_start=progress.start, on_done=progress.done)
+    try:
+        if args.backend == "ray":
+            outcomes = grid.run_ray(plan.todo, Path(args.runs_dir), address=args.address, **common)
+        else:
+            outcomes = grid.run_local(plan.todo, Path(args.runs_dir), workers=args.workers, **common)
+    finally:
+        progress.close()
+    _print_grid_summary(outcomes, plan.skipped)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def parse_only(pairs: list[str] | None) -> dict[str, str]:
+    keys = ("arch", "dataset", "loss", "seed")
+    only = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in keys:
+            raise ValueError(f"--only expects KEY=VALUE with KEY one of: {', '.join(keys)}; got {pair!r}")
+        only[key] = value
+    return only
+
+
+def _print_grid_summary(outcomes, skipped) -> None:
+    done = [o for o in outcomes if o.status == "done"]
+    failed = [o for o in outcomes if o.status == "failed"]
+    print(f"done: {len(done)}  failed: {len(failed)}  skipped: {len(skipped)}")
+    for o in failed:
+        print(f"  failed   {o.run_path}: {o.reason}")
+    reasons = {}
+    for _, reason in skipped:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in reasons.items():
+        print(f"  skipped  {count} run(s): {reason}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lossnb", description="Classification-loss studies: train, list, export.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--loss-param", action="append", metavar="KEY=VALUE")
     ex.add_argument("-o", "--output", help="file to write (default: stdout)")
     ex.set_defaults(func=_export)
+
+    g = sub.add_parser("grid", help="run every unfinished run of a grid file through the benchmark-run notebook")
+    g.add_argument("file", help="grid file (YAML), e.g. grids/report-convnet.yaml")
+    g.add_argument("--backend", default="local", choices=["local", "ray"])
+    g.add_argument("--workers", type=int, default=None, help="local: parallel runs (default: one per GPU, else 1)")
+    g.add_argument("--address", default=None, help="ray: cluster address (default: start a local Ray)")
+    g.add_argument("--only", action="append", metavar="KEY=VALUE", help="restrict to arch/dataset/loss/seed")
+    g.add_argument("--runs-dir", default="runs")
+    g.add_argument("--checkpoint-dir", default=None, help="default: RUNS_DIR/.checkpoints (git-ignored)")
+    g.add_argument("--data-root", default=None, help="default: $LOSSNB_DATA or ./data")
+    g.add_argument("--notebook", default=None, help="the benchmark-run notebook (default: notebooks/benchmark_run.ipynb)")
+    g.add_argument("--dry-run", action="store_true", help="list what would run and what is skipped, run nothing")
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=_grid)
     return parser
 
 

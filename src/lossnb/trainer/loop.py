@@ -160,15 +160,16 @@ def train(cfg: RunConfig, *, runs_dir: str | Path = "runs", checkpoint_dir: str 
     work is lost by accident.
     """
     run_dir = Path(runs_dir) / cfg.run_path()
-    # checkpoints sit under the runs directory they belong to, in a git-ignored folder
-    ckpt_path = Path(checkpoint_dir or Path(runs_dir) / ".checkpoints") / cfg.run_path() / "last.pt"
+    # checkpoints sit under the runs directory they belong to, in a git-ignored folder; so does the
+    # record while it is being written, which appears under runs/ only once the run has finished
+    work_dir = Path(checkpoint_dir or Path(runs_dir) / ".checkpoints") / cfg.run_path()
+    ckpt_path, staging = work_dir / "last.pt", work_dir / "record"
     if records.is_finished(run_dir) and not force:
         return records.read_summary(run_dir)
     if ckpt_path.is_file() and not (resume or force):
         raise RunExists(f"{run_dir} has a checkpoint ({ckpt_path}); pass --resume to continue it or --force to restart")
     if force:
         ckpt_path.unlink(missing_ok=True)
-        (run_dir / "summary.json").unlink(missing_ok=True)
 
     device = resolve_device(cfg.device)
     data = data or load_dataset(cfg.dataset, data_root, download=download, train_subset=cfg.train_subset,
@@ -176,7 +177,7 @@ def train(cfg: RunConfig, *, runs_dir: str | Path = "runs", checkpoint_dir: str 
     run = _Run(cfg, data, device)
     if resume and ckpt_path.is_file():
         run.restore(torch.load(ckpt_path, map_location=device, weights_only=True))
-    _record_config(run, run_dir)
+    _record_config(run, staging)
 
     epochs = tqdm(range(len(run.rows), cfg.epochs), desc=str(cfg.run_path()), initial=len(run.rows),
                   total=cfg.epochs, disable=not progress)
@@ -185,18 +186,21 @@ def train(cfg: RunConfig, *, runs_dir: str | Path = "runs", checkpoint_dir: str 
         lr = run.optimizer.param_groups[0]["lr"]
         train_metrics, diverged_at = run.train_epoch(epoch, progress)
         if diverged_at:
-            summary = _summary(run, "diverged", diverged_at)
-            records.write_json(run_dir / "summary.json", summary)
-            return summary
+            return _finish(run, staging, run_dir, "diverged", diverged_at)
         run.scheduler.step()
         row = {"epoch": epoch, "lr": lr, **train_metrics, **run.evaluate()}
         seconds = time.perf_counter() - started
         row.update(epoch_seconds=seconds, train_images_per_second=len(run.train_y) / seconds)
         run.rows.append(row)
         run.wall_seconds += seconds
-        records.write_metrics(run_dir / "metrics.csv", run.rows)
+        records.write_metrics(staging / "metrics.csv", run.rows)
         records.atomic_torch_save(run.state(), ckpt_path)
         epochs.set_postfix(test_acc=f"{row['test_acc']:.4f}", best=f"{max(r['test_acc'] for r in run.rows):.4f}")
-    summary = _summary(run, "complete")
-    records.write_json(run_dir / "summary.json", summary)
+    return _finish(run, staging, run_dir, "complete")
+
+
+def _finish(run: _Run, staging: Path, run_dir: Path, status: str, diverged_at=None) -> dict:
+    summary = _summary(run, status, diverged_at)
+    records.write_json(staging / "summary.json", summary)
+    records.publish_dir(staging, run_dir)
     return summary

@@ -1,8 +1,8 @@
 """Run records: config.json, metrics.csv and summary.json in one directory, each written atomically.
 
 A run is finished when summary.json exists (status 'complete' or 'diverged'). While a
-run is under way its directory holds config.json and the metrics so far; its checkpoint
-lives under a separate checkpoint root, outside git.
+run is under way its record is written beside its checkpoint, outside git, and moved
+into runs/ in one rename when it finishes: runs/ never holds a half-written record.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,18 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def publish_dir(staging: Path, target: Path) -> None:
+    """Move a finished record directory into place, replacing an older one (a forced re-run)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
+        os.replace(target, old / target.name)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old)
 
 
 def write_json(path: Path, obj: dict) -> None:
