@@ -112,7 +112,9 @@ def _ray_run(cfg_dict: dict, notebook_text: str, checkpoint_dir: str | None, dat
 
 
 def _write_record(runs_dir: Path, cfg: RunConfig, files: dict[str, str]) -> None:
-    staging = Path(tempfile.mkdtemp(dir=runs_dir, prefix=".incoming-"))
+    incoming = runs_dir / ".checkpoints" / ".incoming"  # git-ignored, on the same file system as runs/
+    incoming.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=incoming))
     for name, data in files.items():
         (staging / name).write_bytes(base64.b64decode(data))
     records.publish_dir(staging, runs_dir / cfg.run_path())

@@ -14,7 +14,7 @@ from ..models import get_model
 from . import records
 from .config import PROTOCOL_DEFAULTS, RunConfig
 from .environment import describe_environment, resolve_channels_last, resolve_device, resolve_precision
-from .metrics import evaluation_metrics
+from .metrics import evaluation_metrics, reliability_bins
 
 DIVERGENCE_CHECK_EVERY = 50  # steps between host syncs that look for a non-finite loss
 EVAL_BATCH = 1000
@@ -46,6 +46,7 @@ class _Run:
         self.test_x, self.test_y = data.test_x.to(device), data.test_y.to(device)
         self.rows: list[dict] = []
         self.wall_seconds = 0.0
+        self.reliability: dict | None = None  # of the latest evaluation
 
     def autocast(self):
         if self.precision == "bf16":
@@ -56,7 +57,8 @@ class _Run:
     def state(self) -> dict:
         state = {"epoch": len(self.rows), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "loss_state": self.loss.state_dict(),
-                 "rng_cpu": torch.get_rng_state(), "rows": self.rows, "wall_seconds": self.wall_seconds}
+                 "rng_cpu": torch.get_rng_state(), "rows": self.rows, "wall_seconds": self.wall_seconds,
+                 "reliability": self.reliability}
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -70,6 +72,7 @@ class _Run:
         if "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         self.rows, self.wall_seconds = list(state["rows"]), state["wall_seconds"]
+        self.reliability = state.get("reliability")
 
     # ------------------------------------------------------------ one epoch
     def train_epoch(self, epoch: int, progress: bool) -> tuple[dict, tuple[int, int] | None]:
@@ -114,7 +117,9 @@ class _Run:
                 x = x.contiguous(memory_format=torch.channels_last)
             with self.autocast():
                 outputs.append(self.forward(x).float())
-        return evaluation_metrics(torch.cat(outputs), self.test_y, self.data.num_classes)
+        logits = torch.cat(outputs)
+        self.reliability = reliability_bins(logits, self.test_y)
+        return evaluation_metrics(logits, self.test_y, self.data.num_classes)
 
 
 def _summary(run: _Run, status: str, diverged_at=None) -> dict:
@@ -126,7 +131,7 @@ def _summary(run: _Run, status: str, diverged_at=None) -> dict:
         final = rows[-1]
         summary.update(best_test_acc=best["test_acc"], best_epoch=best["epoch"], final_test_acc=final["test_acc"],
                        final_test_loss=final["test_loss"], final_test_ece=final["test_ece"],
-                       final_test_macro_f1=final["test_macro_f1"])
+                       final_test_macro_f1=final["test_macro_f1"], final_reliability=run.reliability)
     else:
         summary.update({k: None for k in records.SUMMARY_FIELDS if k not in summary})
     if diverged_at:
@@ -177,6 +182,7 @@ def train(cfg: RunConfig, *, runs_dir: str | Path = "runs", checkpoint_dir: str 
     run = _Run(cfg, data, device)
     if resume and ckpt_path.is_file():
         run.restore(torch.load(ckpt_path, map_location=device, weights_only=True))
+        print(f"resuming {cfg.run_path()} from its checkpoint after epoch {len(run.rows)}")
     _record_config(run, staging)
 
     epochs = tqdm(range(len(run.rows), cfg.epochs), desc=str(cfg.run_path()), initial=len(run.rows),

@@ -17,3 +17,18 @@ def evaluation_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes:
         "test_ece": multiclass_calibration_error(probs, targets, num_classes, n_bins=ECE_BINS, norm="l1").item(),
         "test_macro_f1": multiclass_f1_score(logits, targets, num_classes, average="macro").item(),
     }
+
+
+def reliability_bins(logits: torch.Tensor, targets: torch.Tensor, n_bins: int = ECE_BINS) -> dict[str, list]:
+    """Per confidence bin: count, mean confidence and accuracy, binned as torchmetrics bins for its ECE
+    (equal-width bins [lo, hi), confidence 1 in the last). Written by hand because torchmetrics returns only the ECE."""
+    confidence, predicted = logits.float().softmax(dim=1).max(dim=1)
+    correct = (predicted == targets).float()
+    edges = torch.linspace(0, 1, n_bins + 1, device=logits.device)
+    index = (torch.bucketize(confidence, edges, right=True) - 1).clamp_(0, n_bins - 1)
+    count = torch.zeros(n_bins, device=logits.device).index_add_(0, index, torch.ones_like(confidence))
+    conf_sum = torch.zeros(n_bins, device=logits.device).index_add_(0, index, confidence)
+    acc_sum = torch.zeros(n_bins, device=logits.device).index_add_(0, index, correct)
+    safe = count.clamp(min=1)
+    return {"bin_edges": edges.tolist(), "count": count.long().tolist(),
+            "mean_confidence": (conf_sum / safe).tolist(), "accuracy": (acc_sum / safe).tolist()}
