@@ -311,3 +311,34 @@ def test_online_label_smoothing_follows_the_reference_across_epochs():
     assert ours.state["epoch"] == 2
     ours.reset()
     assert ours.state == {}
+
+
+# ---------------------------------------------------------------- lossnb's own loss
+
+@pytest.mark.parametrize("p_cap,beta", [(0.9, 10.0), (0.5, 3.0), (0.99, 50.0)])
+def test_capped_ce_matches_its_written_formula(p_cap, beta):
+    def reference(z, t):
+        p_t = naive_softmax(z).gather(1, t[:, None]).squeeze(1)
+        return (torch.log1p(torch.exp(beta * (-torch.log(p_t) + math.log(p_cap)))) / beta).mean()
+    assert_same_value_and_grad("capped_ce", {"p_cap": p_cap, "sharpness": beta}, reference, rtol=1e-9)
+
+
+def test_capped_ce_gradient_is_cross_entropys_times_the_sigmoid_weight():
+    logits, targets = batch(3)
+    p_cap, beta = 0.8, 7.0
+    L.get("capped_ce", p_cap=p_cap, sharpness=beta)(logits, targets, config()).backward()
+    p = naive_softmax(logits.detach())
+    ce = -torch.log(p.gather(1, targets[:, None]))
+    weight = torch.sigmoid(beta * (ce + math.log(p_cap)))
+    torch.testing.assert_close(logits.grad, weight * (p - onehot(targets, C)) / len(targets))
+
+
+def test_capped_ce_limits_hinge_and_cross_entropy():
+    logits, targets = batch(4)
+    ce = F.cross_entropy(logits, targets, reduction="none")
+    hinge = torch.clamp(ce + math.log(0.7), min=0).mean()
+    torch.testing.assert_close(L.get("capped_ce", p_cap=0.7, sharpness=1e6)(logits, targets, config()), hinge,
+                               rtol=0, atol=1e-6)
+    # p_cap -> 1 with a sharp cap: cross-entropy wherever it is not tiny
+    torch.testing.assert_close(L.get("capped_ce", p_cap=1 - 1e-9, sharpness=1e4)(logits, targets, config()),
+                               ce.mean(), rtol=1e-4, atol=1e-4)
