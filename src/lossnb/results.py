@@ -1,0 +1,128 @@
+"""Reading run records into tables, and the statistics the book reports (mean ± std, paired tests vs a baseline)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .trainer.records import METRIC_COLUMNS, SUMMARY_FIELDS
+
+REQUIRED_CONFIG = ("arch", "dataset", "loss", "loss_params", "seed", "protocol", "epochs")
+
+
+class RecordError(ValueError):
+    pass
+
+
+def run_dirs(runs_dir: str | Path) -> list[Path]:
+    """Every finished record under runs_dir (checkpoints and staging folders are skipped)."""
+    root = Path(runs_dir)
+    return sorted(p.parent for p in root.rglob("summary.json")
+                  if not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def read_record(run_dir: Path) -> dict:
+    """One record, checked for every field the book reads; a missing one names the file and the field."""
+    config = json.loads((run_dir / "config.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in REQUIRED_CONFIG:
+        if key not in config.get("run", {}):
+            raise RecordError(f"{run_dir / 'config.json'}: run.{key} is missing")
+    for key in SUMMARY_FIELDS:
+        if key not in summary:
+            raise RecordError(f"{run_dir / 'summary.json'}: {key} is missing")
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
+    if missing:
+        raise RecordError(f"{run_dir / 'metrics.csv'}: column {missing[0]} is missing")
+    if summary["status"] == "complete" and len(metrics) != config["run"]["epochs"]:
+        raise RecordError(f"{run_dir}: complete but metrics.csv has {len(metrics)} of {config['run']['epochs']} epochs")
+    return {"dir": run_dir, "config": config, "summary": summary, "metrics": metrics}
+
+
+def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per run, one row per run and epoch). 'study' is the protocol with its budget, e.g.
+    'report-convnet-e20'; 'task' is arch-dataset; 'loss_tag' names the loss with its hyperparameters."""
+    rows, curves = [], []
+    root = Path(runs_dir)
+    for run_dir in run_dirs(root):
+        rec = read_record(run_dir)
+        study, task, loss_tag, seed = run_dir.relative_to(root).parts
+        run = rec["config"]["run"]
+        row = {"study": study, "task": task, "loss_tag": loss_tag, "loss": run["loss"], "seed": run["seed"],
+               "epochs": run["epochs"], **{k: rec["summary"].get(k) for k in SUMMARY_FIELDS},
+               "eval_split": rec["summary"].get("eval_split", "test"), "dir": str(run_dir)}
+        rows.append(row)
+        curves.append(rec["metrics"].assign(study=study, task=task, loss_tag=loss_tag, seed=run["seed"]))
+    runs = pd.DataFrame(rows)
+    return runs, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
+
+
+def mean_std_table(runs: pd.DataFrame, metrics=("best_test_acc", "final_test_acc", "final_test_ece",
+                                                 "final_test_macro_f1")) -> pd.DataFrame:
+    """Per loss: seeds, and mean and sample std (ddof=1) of each metric over complete runs."""
+    done = runs[runs["status"] == "complete"]
+    grouped = done.groupby("loss_tag")
+    table = grouped.size().to_frame("seeds")
+    for m in metrics:
+        table[f"{m} mean"] = grouped[m].mean()
+        table[f"{m} std"] = grouped[m].std(ddof=1)
+    return table
+
+
+def paired_vs_baseline(runs: pd.DataFrame, baseline: str, metric: str = "best_test_acc") -> pd.DataFrame:
+    """Each loss minus the baseline on the seeds both have: mean difference, its std, a two-sided paired
+    t-test (scipy.stats.ttest_rel), and Holm-adjusted p-values over the losses compared."""
+    done = runs[runs["status"] == "complete"].pivot_table(index="seed", columns="loss_tag", values=metric)
+    if baseline not in done:
+        return pd.DataFrame()
+    out = []
+    for loss in done.columns:
+        if loss == baseline:
+            continue
+        pair = done[[loss, baseline]].dropna()
+        diff = pair[loss] - pair[baseline]
+        p = stats.ttest_rel(pair[loss], pair[baseline]).pvalue if len(pair) >= 2 else np.nan
+        out.append({"loss_tag": loss, "seeds": len(pair), "mean diff": diff.mean(),
+                    "std diff": diff.std(ddof=1) if len(pair) > 1 else np.nan, "p (paired t)": p})
+    table = pd.DataFrame(out).set_index("loss_tag")
+    table["p (Holm)"] = holm(table["p (paired t)"].to_numpy())
+    return table
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni step-down adjustment (NaNs kept); by hand because scipy offers only Benjamini-Hochberg."""
+    p = np.asarray(p, dtype=float)
+    ok = ~np.isnan(p)
+    adjusted = np.full_like(p, np.nan)
+    order = np.argsort(p[ok])
+    m = ok.sum()
+    running = 0.0
+    values = np.empty(m)
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[ok][i]))
+        values[i] = running
+    adjusted[ok] = values
+    return adjusted
+
+
+def pooled_reliability(run_dirs_: list[str]) -> pd.DataFrame:
+    """Final-epoch reliability bins summed over runs: per bin, count, mean confidence and accuracy."""
+    count = conf = acc = None
+    for d in run_dirs_:
+        rel = json.loads((Path(d) / "summary.json").read_text()).get("final_reliability")
+        if not rel:
+            continue
+        n = np.array(rel["count"], dtype=float)
+        count = n if count is None else count + n
+        conf = n * rel["mean_confidence"] if conf is None else conf + n * np.array(rel["mean_confidence"])
+        acc = n * rel["accuracy"] if acc is None else acc + n * np.array(rel["accuracy"])
+        edges = rel["bin_edges"]
+    if count is None:
+        return pd.DataFrame()
+    safe = np.maximum(count, 1)
+    return pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "count": count,
+                         "confidence": conf / safe, "accuracy": acc / safe})

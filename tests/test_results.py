@@ -1,0 +1,94 @@
+"""Record reading and the book's statistics, against on-disk records and statsmodels/scipy references."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from lossnb.results import RecordError, holm, load_runs, mean_std_table, paired_vs_baseline, read_record
+from lossnb.trainer import RunConfig, records
+
+
+def write_record(root, loss, seed, best, epochs=2):
+    """A record in the on-disk format the trainer writes (config.json, metrics.csv, summary.json)."""
+    cfg = RunConfig(arch="convnet", dataset="fashionmnist", loss=loss, seed=seed, epochs=epochs, protocol="t")
+    run_dir = root / cfg.run_path()
+    records.write_json(run_dir / "config.json", {"run": cfg.to_dict()})
+    rows = [{c: 0.0 for c in records.METRIC_COLUMNS} | {"epoch": e, "test_acc": best - 0.01 * (epochs - 1 - e)}
+            for e in range(epochs)]
+    records.write_metrics(run_dir / "metrics.csv", rows)
+    summary = {k: 0.0 for k in records.SUMMARY_FIELDS} | {"status": "complete", "best_test_acc": best,
+                                                         "final_test_acc": best, "epochs_completed": epochs}
+    records.write_json(run_dir / "summary.json", summary)
+    return run_dir
+
+
+def test_holm_matches_statsmodels():
+    p = np.array([0.01, 0.04, 0.03, 0.2, 0.005, np.nan])
+    expected = multipletests(p[:-1], method="holm")[1]
+    got = holm(p)
+    np.testing.assert_allclose(got[:-1], expected)
+    assert np.isnan(got[-1])
+
+
+def test_tables_and_paired_test_from_records(tmp_path):
+    ce = [0.90, 0.91, 0.89, 0.905]
+    focal = [0.905, 0.92, 0.895, 0.915]
+    for seed, (a, b) in enumerate(zip(ce, focal)):
+        write_record(tmp_path, "ce", seed, a)
+        write_record(tmp_path, "focal", seed, b)
+    write_record(tmp_path, "focal", 9, 0.5)  # a seed without a CE partner is not paired
+    runs, curves = load_runs(tmp_path)
+    assert len(runs) == 9 and len(curves) == 18 and set(runs["study"]) == {"t-e2"}
+    table = mean_std_table(runs)
+    assert table.loc["ce", "seeds"] == 4
+    assert table.loc["ce", "best_test_acc mean"] == pytest.approx(np.mean(ce))
+    assert table.loc["ce", "best_test_acc std"] == pytest.approx(np.std(ce, ddof=1))
+    paired = paired_vs_baseline(runs, "ce")
+    ref = stats.ttest_rel(focal, ce)
+    assert paired.loc["focal-gamma2", "seeds"] == 4
+    assert paired.loc["focal-gamma2", "p (paired t)"] == pytest.approx(ref.pvalue)
+    assert paired.loc["focal-gamma2", "mean diff"] == pytest.approx(np.mean(np.subtract(focal, ce)))
+
+
+@pytest.mark.parametrize("file, key", [("summary.json", "best_test_acc"), ("config.json", "run.seed")])
+def test_a_record_missing_a_required_field_is_refused(tmp_path, file, key):
+    run_dir = write_record(tmp_path, "ce", 0, 0.9)
+    data = json.loads((run_dir / file).read_text())
+    if key.startswith("run."):
+        del data["run"][key[4:]]
+    else:
+        del data[key]
+    (run_dir / file).write_text(json.dumps(data))
+    with pytest.raises(RecordError, match=key.split(".")[-1]):
+        read_record(run_dir)
+
+
+def test_a_complete_record_with_missing_epochs_is_refused(tmp_path):
+    run_dir = write_record(tmp_path, "ce", 0, 0.9, epochs=3)
+    metrics = pd.read_csv(run_dir / "metrics.csv").iloc[:2]
+    metrics.to_csv(run_dir / "metrics.csv", index=False)
+    with pytest.raises(RecordError, match="2 of 3 epochs"):
+        read_record(run_dir)
+
+
+def test_every_committed_record_is_complete_and_matches_its_grid_file():
+    """The records the book stands on: readable, complete, and each one a run its grid file names."""
+    from pathlib import Path
+
+    from lossnb.grid import load_grid
+
+    root = Path(__file__).parents[1]
+    expected = {}
+    for grid_file in root.glob("grids/*.yaml"):
+        for cfg in load_grid(grid_file).runs:
+            expected[str(cfg.run_path())] = cfg
+    for run_dir in sorted(p.parent for p in (root / "runs").rglob("summary.json") if ".checkpoints" not in p.parts):
+        rec = read_record(run_dir)
+        path = str(run_dir.relative_to(root / "runs"))
+        assert path in expected, f"{path} is in no grid file"
+        assert rec["summary"]["status"] in records.FINISHED
+        assert rec["config"]["run"] == expected[path].to_dict()
