@@ -92,3 +92,17 @@ def test_every_committed_record_is_complete_and_matches_its_grid_file():
         assert path in expected, f"{path} is in no grid file"
         assert rec["summary"]["status"] in records.FINISHED
         assert rec["config"]["run"] == expected[path].to_dict()
+
+
+def test_gradient_curves_of_cross_entropy_follow_its_closed_form():
+    import torch
+
+    from lossnb.gradients import loss_curves, slice_logits
+
+    p = torch.linspace(0.01, 0.99, 25, dtype=torch.float64)
+    assert torch.allclose(slice_logits(p, 7).softmax(1)[:, 0], p)
+    curves = loss_curves("ce", 7, p)
+    np.testing.assert_allclose(curves["value"], -np.log(p.numpy()), rtol=1e-12)
+    np.testing.assert_allclose(curves["grad_target"], p.numpy() - 1, atol=1e-12)
+    np.testing.assert_allclose(curves["grad_other"], (1 - p.numpy()) / 6, atol=1e-12)
+    np.testing.assert_allclose(curves["weight"], 1.0, rtol=1e-10)

@@ -89,6 +89,14 @@ def _grid(args) -> int:
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
+def _book(args) -> int:
+    from .book import build_book
+
+    html = build_book(args.root, quick=args.quick, execute=not args.no_execute)
+    print(f"book built: {html / 'index.html'}")
+    return 0
+
+
 def parse_only(pairs: list[str] | None) -> dict[str, str]:
     keys = ("arch", "dataset", "loss", "seed")
     only = {}
@@ -165,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dry-run", action="store_true", help="list what would run and what is skipped, run nothing")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=_grid)
+
+    b = sub.add_parser("book", help="execute the study notebooks with papermill and build the book (-W)")
+    b.add_argument("--root", default=".", help="the book root (the repository)")
+    b.add_argument("--quick", action="store_true", help="small parameters (for tests)")
+    b.add_argument("--no-execute", action="store_true", help="build from the executed notebooks already there")
+    b.set_defaults(func=_book)
     return parser
 
 

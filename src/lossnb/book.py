@@ -1,0 +1,74 @@
+"""Build the book: execute the study notebooks with papermill into book/studies/, then jupyter-book -W.
+
+The study notebooks live in notebooks/ (sources, run top to bottom in JupyterLab); what the book shows are
+their executed copies. Heavy results are read from run records, never retrained here.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import papermill
+from tqdm.auto import tqdm
+
+STUDIES = ("gradient_analysis", "results", "own_loss", "benchmark_run", "loss_catalogue")
+# MathJax parts the tex-svg component can load at run time, served from the book's own _static folder
+MATHJAX_PARTS = ("tex-svg.js", "input", "ui", "a11y", "sre")
+
+
+def study_parameters(root: Path, quick: bool) -> dict[str, dict]:
+    """Parameters papermill injects per study; paths are absolute so the kernel's cwd does not matter."""
+    paths = {"runs_dir": str(root / "runs"), "grids_dir": str(root / "grids")}
+    params = {
+        "gradient_analysis": {"points": 41} if quick else {},
+        "results": {**paths, "published_csv": str(root / "book" / "data" / "published_200_epoch.csv")},
+        "own_loss": paths,
+        # the book's example run: short, on real FashionMNIST, into a scratch folder (never into runs/)
+        "benchmark_run": {"runs_dir": str(root / "_build" / "book-example-runs"), "progress": False,
+                          "epochs": 1 if quick else 3, "train_subset": 1000 if quick else 10000},
+        "loss_catalogue": {},
+    }
+    return params
+
+
+def install_mathjax(root: Path) -> Path:
+    """Copy MathJax (npm package mathjax@3, pinned in package.json) into book/_static/mathjax."""
+    source = root / "node_modules" / "mathjax" / "es5"
+    if not (source / "tex-svg.js").is_file():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=root, check=True)
+    target = root / "book" / "_static" / "mathjax"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for part in MATHJAX_PARTS:
+        (shutil.copytree if (source / part).is_dir() else shutil.copy2)(source / part, target / part)
+    return target
+
+
+def execute_studies(root: Path, quick: bool = False, studies=STUDIES) -> list[Path]:
+    params = study_parameters(root, quick)
+    out_dir = root / "book" / "studies"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in tqdm(studies, desc="studies", unit="notebook"):
+        output = out_dir / f"{name}.ipynb"
+        papermill.execute_notebook(root / "notebooks" / f"{name}.ipynb", output, parameters=params[name],
+                                   cwd=root / "notebooks", kernel_name="python3", progress_bar=False)
+        written.append(output)
+    return written
+
+
+def build_html(root: Path) -> Path:
+    """jupyter-book build with warnings as errors; returns the HTML folder."""
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "-W", "-n", "--keep-going"]
+    subprocess.run(cmd, check=True)
+    return root / "_build" / "html"
+
+
+def build_book(root: str | Path = ".", quick: bool = False, execute: bool = True) -> Path:
+    root = Path(root).resolve()
+    install_mathjax(root)
+    if execute:
+        execute_studies(root, quick)
+    return build_html(root)

@@ -1,0 +1,34 @@
+"""Loss and logit gradients along the target probability, on the symmetric slice the gradient chapter uses:
+target logit a, the C-1 others 0, so p_t = e^a / (e^a + C - 1)."""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from . import losses
+
+
+def slice_logits(p_t: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, C) float64 logits whose class 0 has probability p_t and whose other classes are equal."""
+    z = torch.zeros(len(p_t), num_classes, dtype=torch.float64)
+    z[:, 0] = torch.log(p_t * (num_classes - 1) / (1 - p_t))
+    return z
+
+
+def loss_curves(name: str, num_classes: int, p_t: torch.Tensor, **hparams) -> pd.DataFrame:
+    """Per sample, alone (one call each, so no batch effects): the loss, d/dz_t, d/dz_k for a non-target,
+    and the weight relative to cross-entropy w = (d/dz_t) / (p_t - 1)."""
+    loss = losses.get(name, **hparams)
+    cfg = {"num_classes": num_classes, "epoch": 0, "total_epochs": 200}
+    values, grads = [], []
+    for row in slice_logits(p_t.double(), num_classes):
+        z = row[None].clone().requires_grad_()
+        value = loss(z, torch.zeros(1, dtype=torch.long), cfg)
+        (g,) = torch.autograd.grad(value, z)
+        values.append(value.item())
+        grads.append(g[0])
+    grad = torch.stack(grads)
+    p = p_t.double()
+    return pd.DataFrame({"loss": name, "C": num_classes, "p_t": p.numpy(), "value": values,
+                         "grad_target": grad[:, 0].numpy(), "grad_other": grad[:, 1].numpy(),
+                         "weight": (grad[:, 0] / (p - 1)).numpy()})
