@@ -18,19 +18,18 @@ STUDIES = ("gradient_analysis", "results", "own_loss", "benchmark_run", "loss_ca
 MATHJAX_PARTS = ("tex-svg.js", "input", "ui", "a11y", "sre")
 
 
-def study_parameters(root: Path, quick: bool) -> dict[str, dict]:
-    """Parameters papermill injects per study; paths are absolute so the kernel's cwd does not matter."""
-    paths = {"runs_dir": str(root / "runs"), "grids_dir": str(root / "grids")}
-    params = {
+def study_parameters(quick: bool) -> dict[str, dict]:
+    """Parameters papermill injects per study. Paths stay relative to notebooks/ (the kernel's cwd), so an
+    executed notebook names no folder of the machine that built it and runs again from any clone or Colab."""
+    return {
         "gradient_analysis": {"points": 41} if quick else {},
-        "results": {**paths, "published_csv": str(root / "book" / "data" / "published_200_epoch.csv")},
-        "own_loss": paths,
+        "results": {},
+        "own_loss": {},
         # the book's example run: short, on real FashionMNIST, into a scratch folder (never into runs/)
-        "benchmark_run": {"runs_dir": str(root / "_build" / "book-example-runs"), "progress": False,
+        "benchmark_run": {"runs_dir": "../_build/book-example-runs", "progress": False,
                           "epochs": 1 if quick else 3, "train_subset": 1000 if quick else 10000},
         "loss_catalogue": {},
     }
-    return params
 
 
 def install_mathjax(root: Path) -> Path:
@@ -47,7 +46,7 @@ def install_mathjax(root: Path) -> Path:
 
 
 def execute_studies(root: Path, quick: bool = False, studies=STUDIES) -> list[Path]:
-    params = study_parameters(root, quick)
+    params = study_parameters(quick)
     out_dir = root / "book" / "studies"
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
