@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import papermill
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) in notebooks
 
 STUDIES = ("gradient_analysis", "results", "own_loss", "benchmark_run", "loss_catalogue")
 # MathJax parts the tex-svg component can load at run time, served from the book's own _static folder

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) in notebooks
 
 from ..trainer import RunConfig, records
 from .execute import NOTEBOOK, Outcome, execute_run

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) in notebooks
 
 from .. import losses
 from ..data import ImageData, epoch_generator, load_dataset, normalize, random_crop_flip
