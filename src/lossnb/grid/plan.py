@@ -30,6 +30,8 @@ def plan_runs(runs: list[RunConfig], runs_dir: Path, data_root: Path | None = No
             skipped.append((path, missing[cfg.dataset]))
             continue
         todo.append(cfg)
+    # seed by seed: a grid cut short leaves every loss with the same seeds, ready for paired comparison
+    todo.sort(key=lambda cfg: cfg.seed)
     return Plan(todo, skipped)
 
 
