@@ -152,3 +152,16 @@ def test_ray_backend_runs_the_tiny_grid_on_a_local_ray(tmp_path, monkeypatch, ca
     for cfg in parse_grid(tiny()).runs:
         assert_complete(runs / cfg.run_path())
     assert "done: 4  failed: 0" in capsys.readouterr().out
+
+
+def test_a_run_held_by_another_grid_is_left_to_it(tmp_path):
+    from lossnb.grid.execute import execute_run, run_lock
+
+    cfg = RunConfig(arch="convnet", dataset="fashionmnist", loss="ce", epochs=1, train_subset=256, protocol="tiny")
+    work = tmp_path / "runs" / ".checkpoints" / cfg.run_path()
+    with run_lock(work) as mine:
+        assert mine
+        outcome = execute_run(cfg, tmp_path / "runs")  # returns at once: nothing is trained
+    assert outcome.status == "busy" and not (tmp_path / "runs" / cfg.run_path()).exists()
+    with run_lock(work) as mine:  # released by its holder
+        assert mine

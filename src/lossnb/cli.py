@@ -111,6 +111,7 @@ def parse_only(pairs: list[str] | None) -> dict[str, str]:
 def _print_grid_summary(outcomes, skipped) -> None:
     done = [o for o in outcomes if o.status == "done"]
     failed = [o for o in outcomes if o.status == "failed"]
+    skipped = list(skipped) + [(o.run_path, o.reason) for o in outcomes if o.status == "busy"]
     print(f"done: {len(done)}  failed: {len(failed)}  skipped: {len(skipped)}")
     for o in failed:
         print(f"  failed   {o.run_path}: {o.reason}")

@@ -6,7 +6,9 @@ and resumes from the run's checkpoint when the run is tried again.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import subprocess
@@ -26,7 +28,7 @@ EXECUTED_NAME = "notebook.ipynb"
 @dataclasses.dataclass
 class Outcome:
     run_path: str
-    status: str  # done | failed
+    status: str  # done | failed | busy (another process holds the run)
     reason: str = ""
     seconds: float = 0.0
 
@@ -66,15 +68,37 @@ def execute_run(cfg: RunConfig, runs_dir: Path, checkpoint_dir: Path | None = No
     started = time.perf_counter()
     params = notebook_parameters(cfg, runs_dir, checkpoint_dir and Path(checkpoint_dir).resolve(),
                                  data_root and Path(data_root).resolve(), threads)
-    error = run_notebook(notebook, work / EXECUTED_NAME, params, env)
-    seconds = time.perf_counter() - started
     run_dir = runs_dir / cfg.run_path()
+    with run_lock(work) as mine:
+        if not mine:
+            return Outcome(str(cfg.run_path()), "busy", "another lossnb grid is running it")
+        if records.is_finished(run_dir):  # finished by someone else since the plan was made
+            return Outcome(str(cfg.run_path()), "done", "finished elsewhere")
+        error = run_notebook(notebook, work / EXECUTED_NAME, params, env)
+    seconds = time.perf_counter() - started
     if error is not None:
         return Outcome(str(cfg.run_path()), "failed", error, seconds)
     if not records.is_finished(run_dir):
         return Outcome(str(cfg.run_path()), "failed", "the notebook ended without a finished record", seconds)
     records.atomic_write_text(run_dir / EXECUTED_NAME, (work / EXECUTED_NAME).read_text())
     return Outcome(str(cfg.run_path()), "done", records.read_summary(run_dir)["status"], seconds)
+
+
+@contextlib.contextmanager
+def run_lock(work: Path):
+    """Yields whether this process got the run. An flock, so a killed holder releases it with its death:
+    two grids started on the same runs/ share the work instead of training the same run twice."""
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _error_in(output: Path) -> str | None:
