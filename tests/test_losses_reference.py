@@ -342,3 +342,32 @@ def test_capped_ce_limits_hinge_and_cross_entropy():
     # p_cap -> 1 with a sharp cap: cross-entropy wherever it is not tiny
     torch.testing.assert_close(L.get("capped_ce", p_cap=1 - 1e-9, sharpness=1e4)(logits, targets, config()),
                                ce.mean(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.1, 0.3])
+def test_selfshaped_ls_matches_its_written_formula_and_gradient(eps):
+    logits, targets = batch(5)
+    p = naive_softmax(logits.detach())
+    p_t = p.gather(1, targets[:, None])
+    q = eps * p / (1 - p_t)  # the wrong classes in proportion to the model's own, mass eps
+    q.scatter_(1, targets[:, None], 1 - eps)
+
+    def reference(z, t):
+        return -(q * torch.log(naive_softmax(z))).sum(dim=1).mean()
+    assert_same_value_and_grad("selfshaped_ls", {"eps": eps}, reference, seed=5, rtol=1e-9)
+    # cross-entropy's gradient form with the shaped target: (p - q) / N
+    ours = L.get("selfshaped_ls", eps=eps)(logits, targets, config())
+    (g,) = torch.autograd.grad(ours, logits)
+    torch.testing.assert_close(g, (p - q) / len(targets))
+
+
+def test_selfshaped_ls_is_cross_entropy_at_eps_zero_and_stable_when_confident():
+    logits, targets = batch(6)
+    torch.testing.assert_close(L.get("selfshaped_ls", eps=0.0)(logits, targets, config()),
+                               F.cross_entropy(logits, targets))
+    sure = torch.full((4, C), -1e4)
+    sure[torch.arange(4), torch.arange(4)] = 1e4
+    sure.requires_grad_()
+    value = L.get("selfshaped_ls", eps=0.1)(sure, torch.arange(4), config())
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(sure.grad).all()

@@ -1,0 +1,38 @@
+"""lossnb's second design: self-shaped label smoothing.
+
+From the results and the gradient analysis: label smoothing led the report-convnet study, and on the
+gradient slice what distinguishes it is a bounded target (p_t -> 1 - eps) *and* a uniform target for the
+wrong classes, which flattens which wrong classes the model finds alike. This loss keeps the first and
+drops the second: the eps of non-target mass is spread over the wrong classes in proportion to the model's
+own (detached) non-target probabilities, so only the total wrong-class mass is bounded, not its shape.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .common import upcast
+from .domains import unit_halfopen
+from .registry import Param, register
+
+
+@register(
+    "selfshaped_ls",
+    paper="lossnb (this project): self-shaped label smoothing, designed from the gradient analysis and the "
+          "report-convnet results",
+    formula=r"-(1-\varepsilon)\log p_t - \varepsilon \sum_{k\neq t} r_k \log p_k,\quad "
+            r"r_k = \operatorname{sg}\!\big[p_k / (1-p_t)\big]",
+    summary="Label smoothing whose eps of wrong-class mass follows the model's own (stop-gradient) wrong-class "
+            "distribution instead of the uniform one: the optimum bounds p_t at 1 - eps and leaves the shape "
+            "of the wrong classes free. eps = 0 is cross-entropy.",
+    params={"eps": Param(0.1, unit_halfopen, "0 <= eps < 1", "wrong-class mass")},
+)
+def selfshaped_ls(logits, targets, config, eps=0.1):
+    z = upcast(logits)
+    logp = F.log_softmax(z, dim=1)
+    target_mask = F.one_hot(targets, z.shape[1]).bool()
+    with torch.no_grad():  # p_k / (1 - p_t) for k != t, computed without dividing by a vanishing 1 - p_t
+        shape = torch.softmax(z.masked_fill(target_mask, float("-inf")), dim=1)
+    logp_t = logp.gather(1, targets[:, None]).squeeze(1)
+    wrong = (shape * logp.masked_fill(target_mask, 0.0)).sum(dim=1)
+    return (-(1 - eps) * logp_t - eps * wrong).mean()
