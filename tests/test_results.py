@@ -106,3 +106,10 @@ def test_gradient_curves_of_cross_entropy_follow_its_closed_form():
     np.testing.assert_allclose(curves["grad_target"], p.numpy() - 1, atol=1e-12)
     np.testing.assert_allclose(curves["grad_other"], (1 - p.numpy()) / 6, atol=1e-12)
     np.testing.assert_allclose(curves["weight"], 1.0, rtol=1e-10)
+
+
+def test_a_study_with_only_the_baseline_has_nothing_to_compare(tmp_path):
+    write_record(tmp_path, "ce", 0, 0.9)
+    runs, _ = load_runs(tmp_path)
+    assert paired_vs_baseline(runs, "ce").empty
+    assert mean_std_table(runs).loc["ce", "seeds"] == 1

@@ -88,6 +88,8 @@ def paired_vs_baseline(runs: pd.DataFrame, baseline: str, metric: str = "best_te
         p = stats.ttest_rel(pair[loss], pair[baseline]).pvalue if len(pair) >= 2 else np.nan
         out.append({"loss_tag": loss, "seeds": len(pair), "mean diff": diff.mean(),
                     "std diff": diff.std(ddof=1) if len(pair) > 1 else np.nan, "p (paired t)": p})
+    if not out:  # the baseline alone: nothing to compare yet
+        return pd.DataFrame()
     table = pd.DataFrame(out).set_index("loss_tag")
     table["p (Holm)"] = holm(table["p (paired t)"].to_numpy())
     return table
