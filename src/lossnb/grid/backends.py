@@ -128,11 +128,11 @@ class GridProgress:
         self.running: list[str] = []
 
     def start(self, cfg: RunConfig) -> None:
-        self.running.append(_short(cfg))
+        self.running.append(_short(str(cfg.run_path())))
         self._show()
 
     def done(self, outcome: Outcome) -> None:
-        short = "/".join(outcome.run_path.split("/")[1:])
+        short = _short(outcome.run_path)
         if short in self.running:
             self.running.remove(short)
         if outcome.status == "failed":
@@ -147,5 +147,6 @@ class GridProgress:
         self.bar.close()
 
 
-def _short(cfg: RunConfig) -> str:
-    return "/".join(str(cfg.run_path()).split("/")[1:])
+def _short(run_path: str) -> str:
+    """The run path without its protocol folder (which is the same for the whole grid)."""
+    return run_path.split("/", 1)[1]

@@ -64,10 +64,10 @@ def execute_run(cfg: RunConfig, runs_dir: Path, checkpoint_dir: Path | None = No
                 threads: int | None = None, env: dict[str, str] | None = None, notebook: Path = NOTEBOOK) -> Outcome:
     """Run one configuration and put the executed notebook beside its finished record."""
     runs_dir = Path(runs_dir).resolve()
-    work = (Path(checkpoint_dir).resolve() if checkpoint_dir else runs_dir / ".checkpoints") / cfg.run_path()
+    checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
+    work = (checkpoint_dir or runs_dir / ".checkpoints") / cfg.run_path()
     started = time.perf_counter()
-    params = notebook_parameters(cfg, runs_dir, checkpoint_dir and Path(checkpoint_dir).resolve(),
-                                 data_root and Path(data_root).resolve(), threads)
+    params = notebook_parameters(cfg, runs_dir, checkpoint_dir, data_root and Path(data_root).resolve(), threads)
     run_dir = runs_dir / cfg.run_path()
     with run_lock(work) as mine:
         if not mine:

@@ -6,6 +6,7 @@ into runs/ in one rename when it finishes: runs/ never holds a half-written reco
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -24,12 +25,14 @@ SUMMARY_FIELDS = ["status", "epochs_completed", "best_test_acc", "best_epoch", "
 FINISHED = ("complete", "diverged")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def _replacing(path: Path, mode: str):
+    """A file written beside ``path`` and renamed over it when complete: readers see old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -38,16 +41,14 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    with _replacing(path, "w") as f:
+        f.write(text)
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _replacing(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def publish_dir(staging: Path, target: Path) -> None:
