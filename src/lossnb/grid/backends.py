@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) in notebooks
 
 from ..trainer import RunConfig, records
+from ..trainer.environment import git_commit
 from .execute import NOTEBOOK, Outcome, execute_run
 
 BACKENDS = ("local", "ray")
@@ -74,11 +75,12 @@ def run_ray(runs: list[RunConfig], runs_dir: Path, *, address: str | None = None
         gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     task = ray.remote(num_gpus=gpus_per_run, num_cpus=cpus_per_run, max_retries=3)(_ray_run)
     notebook_text = Path(notebook).read_text()
+    git_env = _git_env()  # a worker's copy of the code may come without .git
     futures = {}
     for cfg in runs:
         on_start(cfg)
         futures[task.remote(cfg.to_dict(), notebook_text, str(checkpoint_dir) if checkpoint_dir else None,
-                            str(data_root) if data_root else None, int(cpus_per_run))] = cfg
+                            str(data_root) if data_root else None, int(cpus_per_run), git_env)] = cfg
     outcomes = []
     while futures:
         ready, _ = ray.wait(list(futures), num_returns=1)
@@ -95,13 +97,13 @@ def run_ray(runs: list[RunConfig], runs_dir: Path, *, address: str | None = None
 
 
 def _ray_run(cfg_dict: dict, notebook_text: str, checkpoint_dir: str | None, data_root: str | None,
-             threads: int) -> tuple[Outcome, dict[str, str]]:
+             threads: int, git_env: dict[str, str]) -> tuple[Outcome, dict[str, str]]:
     """On a Ray worker: run into the node's own folder, hand back the record's files."""
     cfg = RunConfig(**cfg_dict)
     node_dir = Path(os.environ.get("LOSSNB_RAY_DIR", Path(tempfile.gettempdir()) / "lossnb-ray"))
     notebook = node_dir / "benchmark_run.ipynb"
     records.atomic_write_text(notebook, notebook_text)
-    env = {"OMP_NUM_THREADS": str(threads)}
+    env = {"OMP_NUM_THREADS": str(threads), **git_env}
     outcome = execute_run(cfg, node_dir / "runs", checkpoint_dir and Path(checkpoint_dir), data_root and
                           Path(data_root), threads if not torch.cuda.is_available() else None, env, notebook)
     run_dir = node_dir / "runs" / cfg.run_path()
@@ -109,6 +111,13 @@ def _ray_run(cfg_dict: dict, notebook_text: str, checkpoint_dir: str | None, dat
     if outcome.status == "done":
         files = {p.name: base64.b64encode(p.read_bytes()).decode() for p in run_dir.iterdir() if p.is_file()}
     return outcome, files
+
+
+def _git_env() -> dict[str, str]:
+    git = git_commit()
+    if git["commit"] is None:
+        return {}
+    return {"LOSSNB_GIT_COMMIT": git["commit"], "LOSSNB_GIT_DIRTY": "1" if git["dirty"] else "0"}
 
 
 def _write_record(runs_dir: Path, cfg: RunConfig, files: dict[str, str]) -> None:

@@ -1,6 +1,7 @@
 """Where a run executes: device, precision, memory format, and the versions recorded with it."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -40,7 +41,11 @@ def resolve_channels_last(setting: str, device: torch.device) -> bool:
 
 
 def git_commit() -> dict:
+    """The checkout's commit; where the tree was shipped without .git (a Ray working_dir, a copied tree),
+    the commit its sender recorded in LOSSNB_GIT_COMMIT / LOSSNB_GIT_DIRTY."""
     repo = Path(lossnb.__file__).resolve().parents[2]
+    if not (repo / ".git").exists() and os.environ.get("LOSSNB_GIT_COMMIT"):
+        return {"commit": os.environ["LOSSNB_GIT_COMMIT"], "dirty": os.environ.get("LOSSNB_GIT_DIRTY") == "1"}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                                 check=True).stdout.strip()

@@ -181,7 +181,8 @@ def train(cfg: RunConfig, *, runs_dir: str | Path = "runs", checkpoint_dir: str 
                                 val_size=cfg.val_size)
     run = _Run(cfg, data, device)
     if resume and ckpt_path.is_file():
-        run.restore(torch.load(ckpt_path, map_location=device, weights_only=True))
+        # loaded to the CPU: RNG states must stay CPU tensors; model and optimizer copy theirs to the device
+        run.restore(torch.load(ckpt_path, map_location="cpu", weights_only=True))
         print(f"resuming {cfg.run_path()} from its checkpoint after epoch {len(run.rows)}")
     _record_config(run, staging)
 
