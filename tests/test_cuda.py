@@ -28,7 +28,7 @@ def read_rows(run_dir):
 
 
 def test_bf16_channels_last_resnet_run_writes_a_complete_record(tmp_path):
-    cfg = RunConfig(arch="resnet20", loss="focal", epochs=2, **SMALL)
+    cfg = RunConfig(arch="resnet20", loss="focal", epochs=3, **{**SMALL, "train_subset": 8192})
     summary = train(cfg, runs_dir=tmp_path, progress=False)
     config = json.loads((tmp_path / cfg.run_path() / "config.json").read_text())
     assert config["resolved"] == {"precision": "bf16", "channels_last": True}

@@ -67,7 +67,9 @@ class _Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.loss.load_state_dict(state["loss_state"])
+        # checkpoints load to the CPU; a stateful loss's tensors must meet the logits on the device
+        self.loss.load_state_dict({k: v.to(self.device) if torch.is_tensor(v) else v
+                                   for k, v in state["loss_state"].items()})
         torch.set_rng_state(state["rng_cpu"])
         if "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
