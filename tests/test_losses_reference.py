@@ -371,3 +371,42 @@ def test_selfshaped_ls_is_cross_entropy_at_eps_zero_and_stable_when_confident():
     value = L.get("selfshaped_ls", eps=0.1)(sure, torch.arange(4), config())
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(sure.grad).all()
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.4])
+def test_complement_ls_is_label_smoothing_minus_its_bound(eps):
+    """Label smoothing (torch's own) = bound on p_t (a binary cross-entropy with target 1 - a) + pull;
+    complement_ls = cross-entropy + the same pull. So their difference is fixed by two torch references."""
+    logits, targets = batch(7)
+    a = eps * (C - 1) / C
+    p_t = naive_softmax(logits.detach()).gather(1, targets[:, None]).squeeze(1)
+    bound = F.binary_cross_entropy(p_t, torch.full_like(p_t, 1 - a))
+    ls = F.cross_entropy(logits.detach(), targets, label_smoothing=eps)
+    ours = L.get("complement_ls", eps=eps)(logits.detach(), targets, config())
+    torch.testing.assert_close(ours - F.cross_entropy(logits.detach(), targets), ls - bound)
+
+
+def test_complement_ls_gradient_is_cross_entropys_on_the_target_plus_a_pull_on_the_rest():
+    eps = 0.3
+    logits, targets = batch(8)
+    ours = L.get("complement_ls", eps=eps)(logits, targets, config())
+    (g,) = torch.autograd.grad(ours, logits)
+    p = naive_softmax(logits.detach())
+    q = p.clone()
+    q.scatter_(1, targets[:, None], 0.0)
+    q = q / q.sum(dim=1, keepdim=True)  # the wrong-class distribution
+    uniform = (1 - onehot(targets, C)) / (C - 1)
+    expected = (p - onehot(targets, C) + eps * (C - 1) / C * (q - uniform)) / len(targets)
+    torch.testing.assert_close(g, expected)
+
+
+def test_complement_ls_is_cross_entropy_at_eps_zero_and_stable_when_confident():
+    logits, targets = batch(9)
+    torch.testing.assert_close(L.get("complement_ls", eps=0.0)(logits, targets, config()),
+                               F.cross_entropy(logits, targets))
+    sure = torch.full((4, C), -1e4)
+    sure[torch.arange(4), torch.arange(4)] = 1e4
+    sure.requires_grad_()
+    value = L.get("complement_ls", eps=0.1)(sure, torch.arange(4), config())
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(sure.grad).all()

@@ -8,7 +8,7 @@
 hyperparameters; ``export_source(name, **hparams)`` writes a standalone
 ``compute_loss`` for the benchmark's custom_loss.py.
 """
-from . import capped, online_ls, robust, shaped, softmax, sparse  # noqa: F401  (importing registers the losses)
+from . import capped, complement, online_ls, robust, shaped, softmax, sparse  # noqa: F401  (importing registers the losses)
 from .export import export_source
 from .registry import Loss, LossSpec, Param, available, get, make_config, spec
 
