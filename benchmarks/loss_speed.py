@@ -22,7 +22,7 @@ import lossnb.losses as L
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from machine import describe_machine  # noqa: E402
 
-SHAPES = [(128, 10), (128, 100)]
+SHAPES = [(128, 10), (128, 100), (1024, 100)]  # the last: where arithmetic, not dispatch, dominates
 TARGET_RATIO = 3.0
 # reasons beyond op count, read off the implementations
 WHY_SLOWER = {
