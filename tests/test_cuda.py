@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lossnb.models import get_model
-from lossnb.trainer import RunConfig, loop, records, train
+from lossnb.trainer import RunConfig, train
 
 pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
@@ -37,11 +37,7 @@ def test_bf16_channels_last_resnet_run_writes_a_complete_record(tmp_path):
     assert summary["status"] == "complete" and summary["best_test_acc"] > 0.3  # chance is 0.1
 
 
-class _Interrupt(Exception):
-    pass
-
-
-def test_resume_on_cuda_continues_the_interrupted_run(tmp_path, monkeypatch):
+def test_resume_on_cuda_continues_the_interrupted_run(tmp_path, monkeypatch, interrupt_training):
     """A checkpoint written on the GPU must load (its RNG states as CPU tensors) and continue the run.
     cuDNN is made deterministic so that the two runs can be compared; TF32 is off for the same reason."""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
@@ -50,17 +46,7 @@ def test_resume_on_cuda_continues_the_interrupted_run(tmp_path, monkeypatch):
     cfg = RunConfig(arch="convnet", loss="online_ls", epochs=3, seed=3, precision="fp32", **SMALL)
     train(cfg, runs_dir=tmp_path / "a", progress=False)
 
-    saved = records.atomic_torch_save
-
-    def save_then_die(obj, path):
-        saved(obj, path)
-        if obj["epoch"] == 2:
-            raise _Interrupt
-
-    monkeypatch.setattr(loop.records, "atomic_torch_save", save_then_die)
-    with pytest.raises(_Interrupt):
-        train(cfg, runs_dir=tmp_path / "b", progress=False)
-    monkeypatch.setattr(loop.records, "atomic_torch_save", saved)
+    interrupt_training(cfg, tmp_path / "b", after_epoch=2)
     resumed = train(cfg, runs_dir=tmp_path / "b", progress=False, resume=True)
 
     assert resumed["status"] == "complete" and resumed["epochs_completed"] == 3

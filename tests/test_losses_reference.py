@@ -361,14 +361,15 @@ def test_selfshaped_ls_matches_its_written_formula_and_gradient(eps):
     torch.testing.assert_close(g, (p - q) / len(targets))
 
 
-def test_selfshaped_ls_is_cross_entropy_at_eps_zero_and_stable_when_confident():
-    logits, targets = batch(6)
-    torch.testing.assert_close(L.get("selfshaped_ls", eps=0.0)(logits, targets, config()),
+@pytest.mark.parametrize("name, seed", [("selfshaped_ls", 6), ("complement_ls", 9)])
+def test_our_smoothing_designs_are_cross_entropy_at_eps_zero_and_stable_when_confident(name, seed):
+    logits, targets = batch(seed)
+    torch.testing.assert_close(L.get(name, eps=0.0)(logits, targets, config()),
                                F.cross_entropy(logits, targets))
     sure = torch.full((4, C), -1e4)
     sure[torch.arange(4), torch.arange(4)] = 1e4
     sure.requires_grad_()
-    value = L.get("selfshaped_ls", eps=0.1)(sure, torch.arange(4), config())
+    value = L.get(name, eps=0.1)(sure, torch.arange(4), config())
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(sure.grad).all()
 
@@ -399,14 +400,3 @@ def test_complement_ls_gradient_is_cross_entropys_on_the_target_plus_a_pull_on_t
     expected = (p - onehot(targets, C) + eps * (C - 1) / C * (q - uniform)) / len(targets)
     torch.testing.assert_close(g, expected)
 
-
-def test_complement_ls_is_cross_entropy_at_eps_zero_and_stable_when_confident():
-    logits, targets = batch(9)
-    torch.testing.assert_close(L.get("complement_ls", eps=0.0)(logits, targets, config()),
-                               F.cross_entropy(logits, targets))
-    sure = torch.full((4, C), -1e4)
-    sure[torch.arange(4), torch.arange(4)] = 1e4
-    sure.requires_grad_()
-    value = L.get("complement_ls", eps=0.1)(sure, torch.arange(4), config())
-    value.backward()
-    assert torch.isfinite(value) and torch.isfinite(sure.grad).all()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lossnb.cli import main as cli_main
-from lossnb.trainer import RunConfig, RunExists, loop, records, train
+from lossnb.trainer import RunConfig, RunExists, records, train
 
 pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                                 reason="Debian package dataset-fashion-mnist not installed")
@@ -52,26 +52,12 @@ def test_a_finished_run_is_not_rerun_unless_forced(tmp_path):
     assert forced["status"] == "complete"
 
 
-class _Interrupt(Exception):
-    pass
-
-
-def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(tmp_path, interrupt_training):
     # online label smoothing keeps state across epochs: resume must restore it too
     cfg = RunConfig(loss="online_ls", epochs=3, seed=5, **SMALL)
     train(cfg, runs_dir=tmp_path / "a", progress=False)
 
-    saved = records.atomic_torch_save
-
-    def save_then_die(obj, path):
-        saved(obj, path)
-        if obj["epoch"] == 2:
-            raise _Interrupt
-
-    monkeypatch.setattr(loop.records, "atomic_torch_save", save_then_die)
-    with pytest.raises(_Interrupt):
-        train(cfg, runs_dir=tmp_path / "b", progress=False)
-    monkeypatch.setattr(loop.records, "atomic_torch_save", saved)
+    interrupt_training(cfg, tmp_path / "b", after_epoch=2)
     assert not (tmp_path / "b" / cfg.run_path()).exists()  # no half-written record under runs/
     with pytest.raises(RunExists, match="--resume"):
         train(cfg, runs_dir=tmp_path / "b", progress=False)
