@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import sys
 import textwrap
 import types
 
@@ -30,8 +31,16 @@ def _code_names(code: types.CodeType) -> set[str]:
     return names
 
 
+def _codes(obj) -> list[types.CodeType]:
+    """A function's code, or the code of each method of a class (an autograd.Function with its own backward)."""
+    if not isinstance(obj, type):
+        return [obj.__code__]
+    members = [m.__func__ if isinstance(m, (staticmethod, classmethod)) else m for m in vars(obj).values()]
+    return [m.__code__ for m in members if isinstance(m, types.FunctionType)]
+
+
 def _function_source(fn) -> str:
-    """The function's source from its ``def`` line: registry decorators are left out."""
+    """The function's (or class's) source from its ``def`` line: registry decorators are left out."""
     source = textwrap.dedent(inspect.getsource(fn))
     node = ast.parse(source).body[0]
     lines = source.splitlines()
@@ -39,20 +48,21 @@ def _function_source(fn) -> str:
 
 
 def _dependencies(fn) -> tuple[list, set[str]]:
-    """Helper functions ``fn`` calls (transitively, callees first) and the import lines it needs."""
+    """Helper functions and classes ``fn`` uses (transitively, callees first) and the import lines it needs."""
     ordered, imports, seen = [], set(), set()
 
     def visit(f):
         if f in seen:
             return
         seen.add(f)
-        for name in sorted(_code_names(f.__code__)):
-            obj = f.__globals__.get(name)
+        module_globals = sys.modules[f.__module__].__dict__
+        for name in sorted(set().union(*map(_code_names, _codes(f)))):
+            obj = module_globals.get(name)
             if isinstance(obj, types.ModuleType):
                 if obj.__name__ not in _ALLOWED_MODULES:
                     raise RuntimeError(f"{f.__name__} uses module {obj.__name__}, which an export may not import")
                 imports.add(_ALLOWED_MODULES[obj.__name__])
-            elif isinstance(obj, types.FunctionType) and obj.__module__.startswith("lossnb.losses"):
+            elif isinstance(obj, (types.FunctionType, type)) and obj.__module__.startswith("lossnb.losses"):
                 visit(obj)
         ordered.append(f)
 
