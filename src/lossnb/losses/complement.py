@@ -51,14 +51,14 @@ class ComplementLS(torch.autograd.Function):
         # log q_k: a log-softmax over the wrong logits alone (never dividing by a vanishing 1 - p_t)
         log_q = F.log_softmax(z.scatter(1, t, float("-inf")), dim=1)
         ctx.save_for_backward(log_p, log_q, t)
-        ctx.a = a
+        ctx.a, ctx.wrong = a, wrong
         # mean of -log p_t, plus a/(C-1) times the batch mean of sum_{k != t} -log q_k (log q_t = -inf: zeroed)
         return torch.add(F.nll_loss(log_p, targets), log_q.scatter(1, t, 0.0).sum(), alpha=-a / (wrong * n))
 
     @staticmethod
     def backward(ctx, grad):
         log_p, log_q, t = ctx.saved_tensors
-        a, wrong = ctx.a, max(log_p.shape[1] - 1, 1)
+        a, wrong = ctx.a, ctx.wrong
         # p + a q - a/(C-1) everywhere; at t, q_t = 0 and the right value is p_t - 1
         g = torch.add(log_p.exp(), log_q.exp(), alpha=a).sub_(a / wrong)
         g.scatter_add_(1, t, torch.full(t.shape, a / wrong - 1, dtype=g.dtype, device=g.device))
