@@ -1,25 +1,26 @@
-"""Training images/s of lossnb's trainer vs a reference loop written the usual way, same model and batch, one run.
+"""Training images/s: lossnb packing K runs into one model, beside solo lossnb and a reference loop written the
+usual way, on the benchmark's FashionMNIST task (28x28 resized to 32x32, 3 channels), batch 128 per run, in one run.
 
-    python benchmarks/trainer_speed.py [--device cuda] [--images N] [--workers 0 2]
+    python benchmarks/trainer_speed.py [--device cuda] [--packs 1 4 12 24] [--archs resnet20 mobilenetv2]
 
-Reference: torchvision's FashionMNIST dataset + DataLoader + per-image transforms
-(Pad, RandomCrop(32, 4), RandomHorizontalFlip, ToTensor, Normalize) + fp32 eager;
-the fastest of several num_workers is taken, to be fair to it (0 and 2 on CPU, 0, 4
-and 8 on CUDA). Ours: the trainer's epoch loop (uint8 tensors on the device, batched
-augmentation, its default precision and memory format for this device), eager and,
-on CUDA, also with torch.compile; the faster counts and both are recorded. Each measurement runs in its own process so its
-peak memory is its own. Targets: >= 2x on ResNet-20, >= 3x on the ConvNet.
+Reference: torchvision's FashionMNIST dataset + DataLoader + per-image transforms (Resize(32), Grayscale(3),
+RandomCrop(32, 4), RandomHorizontalFlip, ToTensor, Normalize) + fp32 eager, one run; the fastest of several
+num_workers counts. lossnb: K runs (cross-entropy, seeds 0..K-1) in one pack, its default precision, memory
+format and (on CUDA) CUDA graphs, timed over an epoch of a fixed number of steps after a warm-up epoch: the
+figure includes each epoch's graph capture and the evaluation on the 10,000 test images, as a real run pays
+them. Aggregate images/s = K x training images / seconds. On CUDA, each K also runs without CUDA graphs
+(eager) for K in {1, 12}: the ratio says how much of the time launches took.
 
-Ceiling: the model step alone (forward, backward, SGD step on one batch already on the
-device, no data pipeline at all), in fp32 and in bf16 autocast, channels_last. No
-trainer can beat it, so ceiling / reference bounds the speedup this machine allows.
+Limits measured in the same run (CUDA): device-to-device copy bandwidth and a bf16 8192^3 matmul rate; with
+the FLOPs of one training image (forward + backward, counted by torch.utils.flop_counter), each figure's
+achieved TFLOP/s and its share of the matmul rate say what bounds it: compute where the share is large
+(>= 25%), else memory traffic or launches (told apart by the eager/graphed ratio). Each measurement runs in
+its own process, so its peak memory is its own.
 """
 import argparse
-import gzip
 import json
 import multiprocessing as mp
 import pathlib
-import resource
 import shutil
 import sys
 import tempfile
@@ -31,17 +32,27 @@ import torch.nn.functional as F
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from machine import describe_machine  # noqa: E402
 
-FMNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
-TARGETS = {"resnet20": 2.0, "convnet": 3.0}
+STEPS = 60  # training steps per run in the timed epoch
+COMPUTE_SHARE = 0.25
 
 
-def _peak_memory_mb(device):
+def _sync(device):
     if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        torch.cuda.synchronize()
+
+
+def _fmnist_root():
+    from lossnb.data.readers import idx_folders
+
+    for folder in idx_folders(pathlib.Path("data"), "fashionmnist"):
+        if (folder / "train-images-idx3-ubyte.gz").is_file():
+            return folder
+    raise SystemExit("FashionMNIST idx files not found (data/fashion-mnist/ or the Debian package)")
 
 
 def _reference(arch, device, images, workers):
+    import gzip
+
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
@@ -50,14 +61,14 @@ def _reference(arch, device, images, workers):
     root = pathlib.Path(tempfile.mkdtemp())
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
-    for gz in FMNIST.glob("*.gz"):  # torchvision's reader wants the files uncompressed in its own layout
+    for gz in _fmnist_root().glob("*.gz"):  # torchvision's reader wants the files uncompressed in its own layout
         (raw / gz.stem).write_bytes(gzip.decompress(gz.read_bytes()))
-    tf = transforms.Compose([transforms.Pad(2), transforms.RandomCrop(32, padding=4),
+    tf = transforms.Compose([transforms.Resize(32), transforms.Grayscale(3), transforms.RandomCrop(32, padding=4),
                              transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-                             transforms.Normalize((0.219,), (0.332,))])
+                             transforms.Normalize((0.286,) * 3, (0.353,) * 3)])
     loader = DataLoader(datasets.FashionMNIST(str(root), train=True, transform=tf), batch_size=128, shuffle=True,
                         num_workers=workers, drop_last=True, persistent_workers=workers > 0)
-    model = get_model(arch, 10, in_channels=1).to(device).train()
+    model = get_model(arch, 10, in_channels=3).to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     seen, started, it = 0, None, iter(loader)
     for step in range(images // 128 + 2):
@@ -74,72 +85,92 @@ def _reference(arch, device, images, workers):
     _sync(device)
     rate = seen / (time.perf_counter() - started)
     shutil.rmtree(root)
-    return rate
+    return {"images_per_second": rate, "num_workers": workers, "precision": "fp32"}
 
 
-def _ours(arch, device, images, compile=False):
+def _pack(arch, device, k, graphs):
+    import dataclasses
+
     from lossnb.data import load_dataset
     from lossnb.trainer import RunConfig
-    from lossnb.trainer.loop import _Run
+    from lossnb.trainer.loop import PackRun
 
-    cfg = RunConfig(arch=arch, dataset="fashionmnist", loss="ce", epochs=2, device=device, compile=compile)
-    data = load_dataset("fashionmnist")
-    warm = 2 * 128
-    data.train_x, data.train_y = data.train_x[:images + warm], data.train_y[:images + warm]
-    run = _Run(cfg, data, torch.device(device))
-    run.train_x, run.train_y = run.train_x[:warm], run.train_y[:warm]
+    cfgs = [RunConfig(arch=arch, dataset="fashionmnist", loss="ce", seed=s, image_prep="resize-rgb", epochs=2,
+                      device=device, cuda_graphs="auto" if graphs else "off") for s in range(k)]
+    full = load_dataset("fashionmnist", "data", prep="resize-rgb")  # data/fashion-mnist/, else Debian's
+    n = STEPS * 128
+    data = dataclasses.replace(full, train_x=full.train_x[:n], train_y=full.train_y[:n])
+    run = PackRun(cfgs, data, torch.device(device))
     run.train_epoch(0, progress=False)  # warm-up
-    run.train_x, run.train_y = data.train_x[warm:].to(device), data.train_y[warm:].to(device)
+    run.test_logits()
     _sync(device)
     started = time.perf_counter()
     run.train_epoch(1, progress=False)
+    run.test_logits()
     _sync(device)
-    return images / (time.perf_counter() - started), {"precision": run.precision, "channels_last": run.channels_last,
-                                                     "compile": compile}
+    seconds = time.perf_counter() - started
+    return {"images_per_second": k * n / seconds, "runs": k, "per_run_images_per_second": n / seconds,
+            "precision": run.precision, "channels_last": run.channels_last, "cuda_graphs": run.graphs is not None,
+            "seconds_for_timed_epoch": seconds, "training_images_timed": k * n}
 
 
-def _ceiling(arch, device, images, precision):
+def _flops_per_image(arch):
+    from torch.utils.flop_counter import FlopCounterMode
+
     from lossnb.models import get_model
 
-    model = get_model(arch, 10, in_channels=1).to(device).to(memory_format=torch.channels_last).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    x = torch.randn(128, 1, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (128,), device=device)
-    steps = images // 128
-    for step in range(steps + 2):
-        if step == 2:
-            _sync(device)
-            started = time.perf_counter()
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    _sync(device)
-    return steps * 128 / (time.perf_counter() - started)
+    model = get_model(arch, 10, 3)
+    x, y = torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / 128
 
 
-def _sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def _limits(device):
+    """Copy bandwidth (bytes read + written) and bf16 matmul rate, measured here with CUDA events."""
+    x = torch.empty(2**30, dtype=torch.uint8, device=device)
+    y = torch.empty_like(x)
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+
+    def timed(fn, reps=20):
+        for _ in range(3):
+            fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times = []
+        for _ in range(reps):
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        return sorted(times)[len(times) // 2]
+
+    copy = timed(lambda: y.copy_(x))
+    matmul = timed(lambda: a @ b)
+    return {"copy_tb_per_s": 2 * x.numel() / copy / 1e12, "bf16_matmul_tflop_per_s": 2 * 8192**3 / matmul / 1e12}
 
 
-def _measure(kind, arch, device, images, workers, queue):
+def _measure(kind, args, queue):
     torch.manual_seed(0)
-    if kind == "reference":
-        rate, extra = _reference(arch, device, images, workers), {"num_workers": workers, "precision": "fp32"}
-    elif kind.startswith("ceiling-"):
-        precision = kind.split("-")[1]
-        rate, extra = _ceiling(arch, device, images, precision), {"precision": precision, "channels_last": True}
-    else:
-        rate, extra = _ours(arch, device, images, compile=kind == "ours-compiled")
-    queue.put({"images_per_second": rate, "peak_memory_mb": _peak_memory_mb(device), **extra})
+    try:
+        if kind == "reference":
+            result = _reference(*args)
+        elif kind == "limits":
+            result = _limits(*args)
+        else:
+            result = _pack(*args)
+        if args and str(args[1]).startswith("cuda"):
+            result["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        queue.put(result)
+    except Exception as err:  # an out-of-memory pack is a result too
+        queue.put({"error": f"{type(err).__name__}: {str(err)[:300]}"})
 
 
-def measure(kind, arch, device, images, workers=0):
+def measure(kind, *args):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(kind, arch, device, images, workers, queue))
+    proc = ctx.Process(target=_measure, args=(kind, args, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -149,40 +180,52 @@ def measure(kind, arch, device, images, workers=0):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--images", type=int, default=None,
-                        help="training images timed per measurement (ResNet-20; 8x that for the ConvNet); "
-                             "default 2560 on CPU, 12800 on CUDA")
-    parser.add_argument("--workers", type=int, nargs="+", default=None,
-                        help="DataLoader workers tried for the reference (the fastest counts); "
-                             "default 0 2 on CPU, 0 4 8 on CUDA")
+    parser.add_argument("--archs", nargs="+", default=None, help="default: resnet20 mobilenetv2 (CUDA), resnet20 (CPU)")
+    parser.add_argument("--packs", type=int, nargs="+", default=None, help="default: 1 4 12 24 (CUDA), 1 4 (CPU)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None, help="reference DataLoader workers tried")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     cuda = args.device.startswith("cuda")
-    images = args.images or (12800 if cuda else 2560)
-    workers = args.workers or ([0, 4, 8] if cuda else [0, 2])
+    archs = args.archs or (["resnet20", "mobilenetv2"] if cuda else ["resnet20"])
+    packs = args.packs or ([1, 4, 12, 24] if cuda else [1, 4])
+    workers = args.workers or ([4, 8] if cuda else [0, 2])
     out = pathlib.Path(args.out or f"benchmarks/results/trainer_speed_{args.device.split(':')[0]}.json")
+    limits = measure("limits", args.device) if cuda else None
     rows = []
-    # the ConvNet steps are so short that it needs more images; 51,200 keeps within one pass of the 60,000
-    for arch, n in (("resnet20", images), ("convnet", min(images * 8, 51200))):
-        refs = [measure("reference", arch, args.device, n, w) for w in workers]
-        ref = max(refs, key=lambda r: r["images_per_second"])
-        variants = [measure(kind, arch, args.device, n) for kind in ("ours", "ours-compiled")[:1 + cuda]]
-        ours = max(variants, key=lambda r: r["images_per_second"])
-        ceilings = {p: measure(f"ceiling-{p}", arch, args.device, n) for p in ("fp32", "bf16")}
-        ratio = ours["images_per_second"] / ref["images_per_second"]
-        best_ceiling = max(c["images_per_second"] for c in ceilings.values())
-        rows.append({"arch": arch, "images_timed": n, "batch_size": 128, "reference": ref,
-                     "reference_all_workers": refs, "lossnb": ours, "lossnb_all_variants": variants,
-                     "speedup": ratio, "target": TARGETS[arch],
-                     "meets_target": ratio >= TARGETS[arch], "model_step_ceiling": ceilings,
-                     "max_possible_speedup": best_ceiling / ref["images_per_second"]})
-        print(f"{arch:<9} reference {ref['images_per_second']:8.0f} img/s ({ref['peak_memory_mb']:.0f} MB)   "
-              f"lossnb {ours['images_per_second']:8.0f} img/s ({ours['peak_memory_mb']:.0f} MB)   "
-              f"{ratio:.2f}x (target {TARGETS[arch]}x; model-step ceiling "
-              f"{best_ceiling / ref['images_per_second']:.2f}x)")
+    for arch in archs:
+        refs = [measure("reference", arch, args.device, STEPS * 128, w) for w in workers]
+        ref = max(refs, key=lambda r: r.get("images_per_second", 0))
+        gflop = _flops_per_image(arch) / 1e9
+        row = {"arch": arch, "batch_size_per_run": 128, "gflop_per_training_image": gflop, "reference": ref,
+               "reference_all_workers": refs, "packs": []}
+        for k in packs:
+            entry = {"runs": k, "graphed" if cuda else "eager": measure("pack", arch, args.device, k, True)}
+            if cuda and k in (1, 12):
+                entry["eager"] = measure("pack", arch, args.device, k, False)
+            main_result = entry["graphed" if cuda else "eager"]
+            if "images_per_second" in main_result:
+                entry["vs_reference"] = main_result["images_per_second"] / ref["images_per_second"]
+                tflops = main_result["images_per_second"] * gflop / 1e3
+                entry["achieved_tflop_per_s"] = tflops
+                if limits:
+                    share = tflops / limits["bf16_matmul_tflop_per_s"]
+                    entry["share_of_matmul_rate"] = share
+                    entry["bound"] = "compute" if share >= COMPUTE_SHARE else "memory or launches"
+                if "eager" in entry and "images_per_second" in entry["eager"]:
+                    entry["graphed_over_eager"] = main_result["images_per_second"] / entry["eager"]["images_per_second"]
+            row["packs"].append(entry)
+            rate = main_result.get("images_per_second")
+            print(f"{arch:<12} K={k:<3} {rate or 0:10.0f} img/s aggregate  {entry.get('vs_reference', 0):6.2f}x "
+                  f"the reference ({ref['images_per_second']:.0f} img/s)  {main_result.get('error', '')}", flush=True)
+        solo = row["packs"][0].get("graphed" if cuda else "eager", {}).get("images_per_second")
+        for entry in row["packs"]:
+            rate = entry.get("graphed" if cuda else "eager", {}).get("images_per_second")
+            if solo and rate:
+                entry["vs_solo_lossnb"] = rate / solo
+        rows.append(row)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"what": __doc__.strip().splitlines()[0], "machine": describe_machine(args.device),
-                               "results": rows}, indent=2) + "\n")
+                               "limits": limits, "steps_timed_per_run": STEPS, "results": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

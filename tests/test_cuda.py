@@ -1,4 +1,4 @@
-"""The CUDA paths of the engine: bf16 autocast + channels_last, resume, torch.compile.
+"""The CUDA paths of the engine: CUDA graphs, packs, bf16 autocast + channels_last, resume, torch.compile.
 
 Skipped where there is no GPU (CI); run on a GPU machine with `pytest tests/test_cuda.py`.
 """
@@ -9,15 +9,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from lossnb.data import load_dataset
 from lossnb.models import get_model
-from lossnb.trainer import RunConfig, train
+from lossnb.trainer import RunConfig, train, train_pack
+from lossnb.trainer.loop import PackRun
 
 pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-    pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                       reason="Debian package dataset-fashion-mnist not installed"),
+    pytest.mark.skipif(not (Path("/usr/share/datasets/fashion-mnist").is_dir()
+                            or Path(__file__).parents[1].joinpath("data", "fashion-mnist").is_dir()),
+                       reason="FashionMNIST not found (Debian package or data/fashion-mnist/)"),
 ]
 
+ROOT = Path(__file__).parents[1] / "data"
 SMALL = dict(dataset="fashionmnist", train_subset=2048, val_size=1024, protocol="test", device="cuda")
 TIMING = {"epoch_seconds", "train_images_per_second"}
 
@@ -27,32 +31,76 @@ def read_rows(run_dir):
         return [{k: float(v) for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
 
 
-def test_bf16_channels_last_resnet_run_writes_a_complete_record(tmp_path):
-    cfg = RunConfig(arch="resnet20", loss="focal", epochs=3, **{**SMALL, "train_subset": 8192})
-    summary = train(cfg, runs_dir=tmp_path, progress=False)
-    config = json.loads((tmp_path / cfg.run_path() / "config.json").read_text())
-    assert config["resolved"] == {"precision": "bf16", "channels_last": True}
-    assert config["environment"]["device"].startswith("cuda")
-    assert config["environment"]["device_name"] == torch.cuda.get_device_name()
-    assert summary["status"] == "complete" and summary["best_test_acc"] > 0.3  # chance is 0.1
-
-
-def test_resume_on_cuda_continues_the_interrupted_run(tmp_path, monkeypatch, interrupt_training):
-    """A checkpoint written on the GPU must load (its RNG states as CPU tensors) and continue the run.
-    cuDNN is made deterministic so that the two runs can be compared; TF32 is off for the same reason."""
+@pytest.fixture
+def exact(monkeypatch):
+    """Deterministic cuDNN without TF32: two runs of the same kernels give the same numbers."""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
+def test_graphed_steps_equal_eager_steps(exact):
+    """Two epochs (with a partial last batch) replayed from CUDA graphs give what the same steps give eagerly:
+    parameters, momentum, BN statistics and the epoch's metrics, for a pack of three different losses."""
+    data = load_dataset("fashionmnist", ROOT, train_subset=1000, val_size=500, prep="resize-rgb")
+    results = []
+    for graphs in ("on", "off"):
+        cfgs = [RunConfig(arch="resnet20", loss=loss, seed=seed, epochs=2, precision="fp32", cuda_graphs=graphs,
+                          image_prep="resize-rgb", **{**SMALL, "train_subset": 1000, "val_size": 500})
+                for loss, seed in (("ce", 0), ("focal", 1), ("poly1", 2))]
+        run = PackRun(cfgs, data, torch.device("cuda"))
+        assert (run.graphs is not None) == (graphs == "on")
+        metrics = [run.train_epoch(e, progress=False) for e in range(2)]
+        results.append((metrics, [t.detach().clone() for t in run.pack.state_dict().values()],
+                        [b.clone() for b in run.sgd.buffers]))
+    (m_graph, s_graph, b_graph), (m_eager, s_eager, b_eager) = results
+    for a, b in zip(s_graph + b_graph, s_eager + b_eager):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6)
+    for ra, rb in zip(sum(m_graph, []), sum(m_eager, [])):
+        assert ra == pytest.approx(rb, rel=1e-5)
+
+
+def test_warm_up_leaves_no_trace(exact):
+    """The warm-up before the first capture runs real steps; afterwards parameters, BN statistics and momentum
+    are as before it."""
+    data = load_dataset("fashionmnist", ROOT, train_subset=512, val_size=256)
+    cfg = RunConfig(arch="resnet20", loss="ce", epochs=1, precision="fp32", **SMALL)
+    run = PackRun([cfg], data, torch.device("cuda"))
+    before = [t.detach().clone() for t in run.pack.state_dict().values()]
+    config = {"num_classes": 10, "epoch": 0, "total_epochs": 1}
+    run.graphs._warm_up(run.batches(), config)
+    after = list(run.pack.state_dict().values())
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert all(int(b.count_nonzero()) == 0 for b in run.sgd.buffers)
+
+
+def test_a_packed_graphed_bf16_run_leaves_complete_records(tmp_path):
+    cfgs = [RunConfig(arch="mobilenetv2", loss=loss, seed=seed, epochs=2, image_prep="resize-rgb",
+                      **{**SMALL, "train_subset": 4096})
+            for loss, seed in (("ce", 42), ("label_smoothing", 123), ("complement_ls", 456))]
+    summaries = train_pack(cfgs, runs_dir=tmp_path, data_root=ROOT, progress=False)
+    for k, (cfg, summary) in enumerate(zip(cfgs, summaries)):
+        run_dir = tmp_path / cfg.run_path()
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["resolved"] == {"precision": "bf16", "channels_last": True, "cuda_graphs": True}
+        assert config["packing"]["pack_size"] == 3 and config["packing"]["member"] == k
+        assert config["environment"]["device_name"] == torch.cuda.get_device_name()
+        assert summary["status"] == "complete" and summary["best_test_acc"] > 0.3  # chance is 0.1
+        assert len(read_rows(run_dir)) == 2
+
+
+def test_resume_on_cuda_continues_the_interrupted_run(tmp_path, exact, interrupt_training):
+    """A checkpoint written on the GPU loads (to the CPU) and continues the run; a stateful loss runs eagerly."""
     cfg = RunConfig(arch="convnet", loss="online_ls", epochs=3, seed=3, precision="fp32", **SMALL)
-    train(cfg, runs_dir=tmp_path / "a", progress=False)
+    train(cfg, runs_dir=tmp_path / "a", data_root=ROOT, progress=False)
 
     interrupt_training(cfg, tmp_path / "b", after_epoch=2)
-    resumed = train(cfg, runs_dir=tmp_path / "b", progress=False, resume=True)
+    resumed = train(cfg, runs_dir=tmp_path / "b", data_root=ROOT, progress=False, resume=True)
 
     assert resumed["status"] == "complete" and resumed["epochs_completed"] == 3
     a, b = read_rows(tmp_path / "a" / cfg.run_path()), read_rows(tmp_path / "b" / cfg.run_path())
-    assert [row.keys() for row in a] == [row.keys() for row in b]
-    for row_a, row_b in zip(a, b):  # GPU reductions may reorder: equal to float tolerance
+    for row_a, row_b in zip(a, b):
         assert row_b == pytest.approx(row_a, rel=1e-4, abs=1e-6)
 
 
@@ -69,5 +117,5 @@ def test_compiled_model_computes_the_eager_models_function(monkeypatch):
 
 def test_a_compiled_run_completes(tmp_path):
     cfg = RunConfig(arch="convnet", loss="poly1", epochs=2, compile=True, **SMALL)
-    summary = train(cfg, runs_dir=tmp_path, progress=False)
+    summary = train(cfg, runs_dir=tmp_path, data_root=ROOT, progress=False)
     assert summary["status"] == "complete" and summary["best_test_acc"] > 0.3

@@ -3,6 +3,7 @@ import gzip
 import hashlib
 import io
 import pickle
+import re
 import struct
 import tarfile
 from pathlib import Path
@@ -11,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from lossnb.data import (ChecksumMismatch, DatasetNotFound, epoch_generator, load_dataset, random_crop_flip,
+from lossnb.data import (ChecksumMismatch, DatasetNotFound, EpochPlan, crop_flip, load_dataset, pad_images,
                          read_cifar, read_idx)
+from lossnb.data import readers
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -103,7 +105,7 @@ def test_published_checksums_are_used_by_default(tmp_path):
 def test_missing_dataset_says_where_it_looked_and_how_to_get_it(tmp_path):
     with pytest.raises(DatasetNotFound, match=rf"cifar10 not found; looked in: {tmp_path}.*--download"):
         load_dataset("cifar10", tmp_path)
-    with pytest.raises(DatasetNotFound, match="mnist not found.*idx files"):
+    with pytest.raises(DatasetNotFound, match="mnist not found.*idx .gz files in --data-root/mnist/"):
         load_dataset("mnist", tmp_path)
 
 
@@ -119,22 +121,26 @@ def _idx_bytes(array):
     return header + array.astype(np.uint8).tobytes()
 
 
-def _write_mnist(folder, n_train=6, n_test=4, gz=True, seed=0):
+def _write_mnist(folder, n_train=6, n_test=4, gz=True, seed=0, monkeypatch=None, name="mnist", n_labels=None):
+    """Tiny idx files; with ``monkeypatch``, their content digests are made known as ``name``'s (tiny files
+    cannot match the published checksums, which stay in force for every other file)."""
     rng = np.random.default_rng(seed)
     arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
-              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, n_labels or n_train),
               "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
               "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
     folder.mkdir(parents=True, exist_ok=True)
     for stem, arr in arrays.items():
         blob = _idx_bytes(arr)
         (folder / (stem + ".gz" if gz else stem)).write_bytes(gzip.compress(blob) if gz else blob)
+        if monkeypatch:
+            monkeypatch.setitem(readers.KNOWN_IDX_MD5, hashlib.md5(blob).hexdigest(), (name, stem, "test fixture"))
     return arrays
 
 
 @pytest.mark.parametrize("gz", [True, False])
-def test_idx_files_gzip_or_raw(tmp_path, gz):
-    arrays = _write_mnist(tmp_path / "MNIST" / "raw", gz=gz)  # torchvision's download layout
+def test_idx_files_gzip_or_raw(tmp_path, gz, monkeypatch):
+    arrays = _write_mnist(tmp_path / "MNIST" / "raw", gz=gz, monkeypatch=monkeypatch)  # torchvision's layout
     data = load_dataset("mnist", tmp_path)
     assert data.train_x.shape == (6, 1, 32, 32) and data.train_x.dtype == torch.uint8
     # 28x28 padded with 2 zero pixels on each side
@@ -176,9 +182,14 @@ def _position_image(n):
     return cols.view(1, 1, 1, 32).expand(n, 1, 32, 32).contiguous()
 
 
+def _augment(x, seed, epoch, flip=True):
+    plan = EpochPlan.draw(seed, epoch, len(x), torch.device("cpu"), flip)
+    return crop_flip(pad_images(x), plan.order, plan.dy, plan.dx, plan.flip), plan
+
+
 def test_crop_offsets_and_flips_are_uniform_and_padding_is_zero():
     n = 40_000
-    out = random_crop_flip(_position_image(n), epoch_generator(0, 0, torch.device("cpu")))
+    out, _ = _augment(_position_image(n), 0, 0)
     row = out[:, 0, 16].long()  # one row: columns of the padded image, 0 where padding
     # unflipped rows increase left to right: the largest source column lies right of the smallest
     flipped = row.argmax(dim=1) < torch.where(row > 0, row, 99).argmin(dim=1)
@@ -197,25 +208,94 @@ def test_crop_offsets_and_flips_are_uniform_and_padding_is_zero():
     assert nonzero.min() >= 1 and nonzero.max() <= 32
 
 
+def test_a_data_set_without_flip_is_never_flipped():
+    out, plan = _augment(_position_image(2000), 0, 0, flip=False)
+    row = out[:, 0, 16].long()
+    assert not plan.flip.any()
+    nonzero = [r[r > 0] for r in row]
+    assert all(bool((r[1:] > r[:-1]).all()) for r in nonzero)  # columns left to right in every crop
+
+
 def test_augmentation_is_a_function_of_seed_and_epoch():
     x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
-    a = random_crop_flip(x, epoch_generator(3, 7, torch.device("cpu")))
-    b = random_crop_flip(x, epoch_generator(3, 7, torch.device("cpu")))
-    c = random_crop_flip(x, epoch_generator(3, 8, torch.device("cpu")))
+    a, _ = _augment(x, 3, 7)
+    b, _ = _augment(x, 3, 7)
+    c, _ = _augment(x, 3, 8)
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_crop_matches_torchvision_for_a_given_offset_and_flip():
+def test_crop_matches_torchvision_for_each_image_its_offsets_and_flip():
     import torchvision.transforms.v2.functional as TF
 
-    x = torch.randint(1, 256, (1, 3, 32, 32), dtype=torch.uint8)
-    gen = epoch_generator(0, 0, torch.device("cpu"))
-    state = gen.get_state()
-    out = random_crop_flip(x, gen)
-    gen.set_state(state)  # replay the same draws to know the offsets
-    dy = torch.randint(0, 9, (1, 1), generator=gen).item()
-    dx = torch.randint(0, 9, (1, 1), generator=gen).item()
-    flip = torch.rand(1, 1, generator=gen).item() < 0.5
-    want = TF.crop(TF.pad(x, [4]), dy, dx, 32, 32)
-    want = TF.horizontal_flip(want) if flip else want
-    assert torch.equal(out, want)
+    x = torch.randint(1, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    out, plan = _augment(x, 0, 0)
+    for i in range(16):
+        want = TF.crop(TF.pad(x[plan.order[i]], [4]), int(plan.dy[i]), int(plan.dx[i]), 32, 32)
+        want = TF.horizontal_flip(want) if plan.flip[i] else want
+        assert torch.equal(out[i], want)
+    # K runs at once: a stacked plan gives each run the crops its own plan gives
+    plans = [EpochPlan.draw(s, 0, 16, torch.device("cpu")) for s in (0, 1)]
+    both = EpochPlan.stack(plans)
+    stacked = crop_flip(pad_images(x), both.order, both.dy, both.dx, both.flip)
+    assert torch.equal(stacked[0], out) and torch.equal(stacked[1], _augment(x, 1, 0)[0])
+
+
+# ---------------------------------------------------------------- the benchmark's FashionMNIST task, and bad data
+
+@pytest.mark.skipif(not FMNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_benchmark_fashion_mnist_matches_torchvisions_transforms_on_the_same_images():
+    """resize-rgb against the benchmark's harness: torchvision's FashionMNIST (PIL images), Resize(32),
+    Grayscale(3 channels), ToTensor, Normalize with the data set's mean/std."""
+    from torchvision import transforms
+
+    data = load_dataset("fashionmnist", prep="resize-rgb")
+    raw = read_idx(FMNIST_DIR / "t10k-images-idx3-ubyte.gz")
+    assert data.test_x.shape == (10000, 3, 32, 32) and data.train_x.shape == (60000, 3, 32, 32)
+    train = read_idx(FMNIST_DIR / "train-images-idx3-ubyte.gz").astype(np.float64) / 255
+    assert data.mean == pytest.approx((train.mean(),) * 3) and data.std == pytest.approx((train.std(ddof=1),) * 3)
+    tf = transforms.Compose([transforms.Resize(32), transforms.Grayscale(num_output_channels=3),
+                             transforms.ToTensor(), transforms.Normalize(data.mean, data.std)])
+    from PIL import Image
+
+    ours = (data.test_x[:200].float() / 255 - torch.tensor(data.mean).view(3, 1, 1)) / torch.tensor(data.std).view(3, 1, 1)
+    want = torch.stack([tf(Image.fromarray(raw[i], mode="L")) for i in range(200)])
+    assert torch.allclose(ours, want, atol=1e-6)
+
+
+def test_image_and_label_counts_must_agree(tmp_path, monkeypatch):
+    _write_mnist(tmp_path / "mnist", n_train=6, n_labels=5, monkeypatch=monkeypatch)
+    with pytest.raises(ValueError, match="mnist train: 6 images but 5 labels"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_one_data_sets_files_are_never_read_as_anothers(tmp_path, monkeypatch):
+    _write_mnist(tmp_path / "mnist", monkeypatch=monkeypatch, name="fashionmnist")  # FashionMNIST's, in mnist/
+    with pytest.raises(ChecksumMismatch, match="is fashionmnist's train-images-idx3-ubyte, not mnist's"):
+        load_dataset("mnist", tmp_path)
+    _write_mnist(tmp_path, monkeypatch=monkeypatch)  # at the root: not a folder named for either data set
+    with pytest.raises(DatasetNotFound):
+        load_dataset("mnist", tmp_path / "elsewhere")
+    assert readers.idx_folders(tmp_path, "mnist") == [tmp_path / "MNIST" / "raw", tmp_path / "mnist"]
+
+
+def test_unknown_corrupt_or_truncated_gzip_files_are_refused_naming_the_file(tmp_path):
+    _write_mnist(tmp_path / "mnist")  # no digest known: not a published copy
+    with pytest.raises(ChecksumMismatch, match=r"train-images-idx3-ubyte.gz: MD5 \w+ matches no published copy"):
+        load_dataset("mnist", tmp_path)
+    path = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:40])  # truncated
+    with pytest.raises(ChecksumMismatch, match=f"{path} is not a readable gzip file"):
+        load_dataset("mnist", tmp_path)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"val_size": -5}, "val_size=-5; it must be a positive integer"),
+    ({"train_subset": 0}, "train_subset=0; it must be a positive integer"),
+    ({"train_subset": 7}, "train_subset=7 is more than the 6 training images"),
+    ({"val_size": 5}, "val_size=5 leaves fewer than 2 of the 6 training images"),
+    ({"train_subset": 1}, "a training set of 1 image(s); BatchNorm needs at least 2"),
+])
+def test_sizes_are_checked_before_anything_trains(tmp_path, monkeypatch, kwargs, message):
+    _write_mnist(tmp_path / "mnist", monkeypatch=monkeypatch)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_dataset("mnist", tmp_path, **kwargs)

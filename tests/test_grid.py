@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from lossnb.cli import main as cli_main
-from lossnb.grid import GridError, parse_grid, plan_runs, run_local
-from lossnb.trainer import RunConfig, records
+from lossnb.grid import GridError, log_path, make_packs, parse_grid, plan_runs, run_local
+from lossnb.trainer import RunConfig, RunFiles, records
 
 HAVE_FMNIST = Path("/usr/share/datasets/fashion-mnist").is_dir()
 needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="Debian package dataset-fashion-mnist not installed")
@@ -51,6 +51,11 @@ def test_a_grid_expands_to_every_task_loss_seed_with_per_loss_seeds():
     ({"tasks": [{"arch": "convnet"}]}, "tasks[0] is missing 'dataset'"),
     ({"seeds": [0, 0]}, "seeds must be distinct non-negative integers"),
     ({"seeds": []}, "seeds must be a non-empty list"),
+    ({"budget": {"lr": "fast"}}, "lr must be a number, got 'fast'"),
+    ({"budget": {"train_subset": 1.5}}, "train_subset must be an integer or null, got 1.5"),
+    ({"budget": {"val_size": "10"}}, "val_size must be an integer or null, got '10'"),
+    ({"budget": {"device": 3}}, "device must be a string, got 3"),
+    ({"budget": {"image_prep": "crop"}}, "image_prep='crop'; choose one of: pad, resize-rgb"),
     ({"losses": ["ce", "ce"]}, "the same run twice"),
 ])
 def test_bad_grids_are_refused_naming_the_key_and_the_choices(change, message):
@@ -83,10 +88,7 @@ def test_missing_data_sets_are_skipped_with_where_to_get_them(tmp_path):
 def assert_complete(run_dir: Path):
     summary = records.read_summary(run_dir)
     assert summary and summary["status"] == "complete", run_dir
-    assert (run_dir / "metrics.csv").is_file() and (run_dir / "config.json").is_file()
-    executed = json.loads((run_dir / "notebook.ipynb").read_text())
-    assert any("parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
-    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "metrics.csv", "summary.json"]
 
 
 @needs_fmnist
@@ -106,34 +108,75 @@ def test_local_backend_runs_the_tiny_grid_and_a_second_call_skips_it(tmp_path, c
 def test_a_failing_run_is_reported_and_the_others_complete(tmp_path):
     good = RunConfig(arch="convnet", dataset="fashionmnist", loss="ce", epochs=1, train_subset=256, protocol="tiny")
     bad = RunConfig(arch="convnet", dataset="fashionmnist", loss="ce", epochs=1, train_subset=10**7, protocol="tiny")
-    outcomes = run_local([bad, good], tmp_path / "runs", workers=1)
+    outcomes = run_local([[bad], [good]], tmp_path / "runs", workers=1)
     by_path = {o.run_path: o for o in outcomes}
     assert by_path[str(bad.run_path())].status == "failed"
-    assert "subset size 10000000" in by_path[str(bad.run_path())].reason
+    assert "train_subset=10000000 is more than the 60000 training images" in by_path[str(bad.run_path())].reason
     assert not (tmp_path / "runs" / bad.run_path()).exists()  # no half-written record
     assert by_path[str(good.run_path())].status == "done"
     assert_complete(tmp_path / "runs" / good.run_path())
 
 
 @needs_fmnist
-def test_a_killed_grid_resumes_its_interrupted_run_from_the_checkpoint(tmp_path):
-    grid = tiny(budget={"epochs": 3, "train_subset": 2048}, losses=["ce"], seeds=[0])
+def test_a_killed_grid_leaves_no_trainer_and_resumes_its_pack_from_the_checkpoints(tmp_path):
+    grid = tiny(budget={"epochs": 3, "train_subset": 2048}, seeds=[0])
     path, runs = write_grid(tmp_path, grid), tmp_path / "runs"
-    cfg = parse_grid(grid).runs[0]
-    checkpoint = runs / ".checkpoints" / cfg.run_path() / "last.pt"
-    cmd = [sys.executable, "-m", "lossnb.cli", "grid", str(path), "--runs-dir", str(runs), "--no-progress"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cfgs = parse_grid(grid).runs
+    files = [RunFiles.of(c, runs) for c in cfgs]
+    cmd = [sys.executable, "-m", "lossnb.cli", "grid", str(path), "--runs-dir", str(runs), "--no-progress",
+           "--pack", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+    while not all(f.checkpoint_epochs() for f in files) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the grid, papermill and the kernel, mid-run
+    os.kill(proc.pid, signal.SIGKILL)  # the grid alone: its trainer must not live on
     proc.wait()
-    assert checkpoint.exists() and not (runs / cfg.run_path()).exists()
+    assert all(f.checkpoint_epochs() for f in files) and not any((runs / c.run_path()).exists() for c in cfgs)
+    deadline = time.time() + 10
+    while _lock_held(files[0]) and time.time() < deadline:  # the orphan gets SIGTERM from the kernel
+        time.sleep(0.05)
+    assert not _lock_held(files[0]), "a trainer outlived its grid"
 
-    assert cli_main(["grid", str(path), "--runs-dir", str(runs), "--no-progress"]) == 0
-    assert_complete(runs / cfg.run_path())
-    assert records.read_summary(runs / cfg.run_path())["epochs_completed"] == 3
-    assert "resuming" in (runs / cfg.run_path() / "notebook.ipynb").read_text()
+    assert cli_main(["grid", str(path), "--runs-dir", str(runs), "--no-progress", "--pack", "2"]) == 0
+    for cfg in cfgs:
+        assert_complete(runs / cfg.run_path())
+        assert records.read_summary(runs / cfg.run_path())["epochs_completed"] == 3
+    assert "resuming 2 run(s)" in log_path(runs, cfgs).read_text()
+
+
+def _lock_held(files) -> bool:
+    from lossnb.trainer.workspace import run_locks
+
+    with run_locks([files]) as held:
+        return not held[0]
+
+
+def test_grid_settings_reach_the_trainer_and_the_record(tmp_path):
+    """Every setting a grid gives is a RunConfig field, and the record's config is the RunConfig trained."""
+    grid = tiny(budget={"epochs": 1, "train_subset": 256, "weight_decay": 0.01, "momentum": 0.5, "nesterov": True,
+                        "lr": 0.05, "precision": "fp32"}, losses=["ce"], seeds=[0])
+    cfg = parse_grid(grid).runs[0]
+    assert (cfg.weight_decay, cfg.momentum, cfg.nesterov, cfg.lr) == (0.01, 0.5, True, 0.05)
+    assert str(cfg.run_path()).startswith("tiny-e1-n256-lr0.05-mom0.5-wd0.01-nesterov/")
+    if not HAVE_FMNIST:
+        return
+    outcomes = run_local([[cfg]], tmp_path / "runs", workers=1)
+    assert [o.status for o in outcomes] == ["done"]
+    written = json.loads((tmp_path / "runs" / cfg.run_path() / "config.json").read_text())["run"]
+    assert RunConfig.from_dict(written) == cfg
+
+
+def test_packs_group_compatible_runs_seed_by_seed(tmp_path):
+    grid = parse_grid(tiny(tasks=[{"arch": "convnet", "dataset": "fashionmnist"},
+                                  {"arch": "resnet20", "dataset": "fashionmnist"}], seeds=[0, 1, 2]))
+    plan = plan_runs(grid.runs, tmp_path / "runs")
+    packs = make_packs(plan.todo, 4, tmp_path / "runs")
+    assert sorted(len(p) for p in packs) == [2, 2, 4, 4]
+    for pack in packs:
+        assert len({c.arch for c in pack}) == 1
+    assert [c.seed for c in packs[0]] == [0, 0, 1, 1]  # first seeds first
+    with pytest.raises(ValueError, match="pack size must be a positive integer, got 0"):
+        make_packs(plan.todo, 0, tmp_path / "runs")
 
 
 @needs_fmnist
@@ -154,14 +197,12 @@ def test_ray_backend_runs_the_tiny_grid_on_a_local_ray(tmp_path, monkeypatch, ca
     assert "done: 4  failed: 0" in capsys.readouterr().out
 
 
-def test_a_run_held_by_another_grid_is_left_to_it(tmp_path):
-    from lossnb.grid.execute import execute_run, run_lock
+def test_a_run_held_by_another_process_is_left_to_it(tmp_path):
+    from lossnb.grid import execute_pack
+    from lossnb.trainer.workspace import run_locks
 
     cfg = RunConfig(arch="convnet", dataset="fashionmnist", loss="ce", epochs=1, train_subset=256, protocol="tiny")
-    work = tmp_path / "runs" / ".checkpoints" / cfg.run_path()
-    with run_lock(work) as mine:
-        assert mine
-        outcome = execute_run(cfg, tmp_path / "runs")  # returns at once: nothing is trained
+    with run_locks([RunFiles.of(cfg, tmp_path / "runs")]) as held:
+        assert held == [True]
+        outcome, = execute_pack([cfg], tmp_path / "runs")  # returns at once: nothing is trained
     assert outcome.status == "busy" and not (tmp_path / "runs" / cfg.run_path()).exists()
-    with run_lock(work) as mine:  # released by its holder
-        assert mine

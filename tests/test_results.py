@@ -91,7 +91,8 @@ def test_every_committed_record_is_complete_and_matches_its_grid_file():
         path = str(run_dir.relative_to(root / "runs"))
         assert path in expected, f"{path} is in no grid file"
         assert rec["summary"]["status"] in records.FINISHED
-        assert rec["config"]["run"] == expected[path].to_dict()
+        # settings added to RunConfig after a record was written read as their defaults, what it ran with
+        assert RunConfig.from_dict(rec["config"]["run"]) == expected[path]
 
 
 def test_gradient_curves_of_cross_entropy_follow_its_closed_form():
@@ -106,6 +107,21 @@ def test_gradient_curves_of_cross_entropy_follow_its_closed_form():
     np.testing.assert_allclose(curves["grad_target"], p.numpy() - 1, atol=1e-12)
     np.testing.assert_allclose(curves["grad_other"], (1 - p.numpy()) / 6, atol=1e-12)
     np.testing.assert_allclose(curves["weight"], 1.0, rtol=1e-10)
+
+
+def test_a_foreign_or_broken_directory_is_reported_and_skipped(tmp_path):
+    write_record(tmp_path, "ce", 0, 0.9)
+    broken = write_record(tmp_path, "focal", 0, 0.8)
+    (broken / "metrics.csv").unlink()  # what a run that diverged at its first step used to publish
+    foreign = tmp_path / "notes" / "summary.json"
+    foreign.parent.mkdir()
+    foreign.write_text("{not json")
+    with pytest.warns(UserWarning, match="skipped") as caught:
+        runs, _ = load_runs(tmp_path)
+    assert list(runs["loss"]) == ["ce"]
+    reasons = dict(runs.attrs["skipped"])
+    assert "metrics.csv is missing" in reasons[str(broken)] and str(foreign.parent) in reasons
+    assert len(caught) == 2
 
 
 def test_a_study_with_only_the_baseline_has_nothing_to_compare(tmp_path):

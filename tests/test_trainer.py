@@ -1,18 +1,26 @@
 """The engine on real FashionMNIST: complete run records, exact resume, divergence, re-runs."""
+import contextlib
 import csv
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from lossnb.cli import main as cli_main
-from lossnb.trainer import RunConfig, RunExists, records, train
+from lossnb.trainer import RunBusy, RunConfig, RunExists, RunFiles, records, train
 
 pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                                 reason="Debian package dataset-fashion-mnist not installed")
 
 SMALL = dict(arch="convnet", dataset="fashionmnist", train_subset=1024, val_size=512, protocol="test")
 TIMING = {"epoch_seconds", "train_images_per_second"}
+
+
+def _no_exit():
+    return contextlib.nullcontext()
 
 
 def read_rows(run_dir):
@@ -39,7 +47,7 @@ def test_cli_run_writes_a_complete_record(tmp_path, capsys):
     assert summary["final_test_acc"] == pytest.approx(float(rows[-1]["test_acc"]), rel=1e-5)
     # the cosine schedule over the whole run, stepped per epoch
     assert [float(r["lr"]) for r in rows] == pytest.approx([0.1, 0.05])
-    assert (tmp_path / "runs" / ".checkpoints" / config["run_path"] / "last.pt").is_file()
+    assert (tmp_path / "runs" / ".checkpoints" / config["run_path"] / "epoch2.pt").is_file()
 
 
 def test_a_finished_run_is_not_rerun_unless_forced(tmp_path):
@@ -75,11 +83,81 @@ def test_a_non_finite_loss_ends_the_run_as_diverged(tmp_path):
     assert records.is_finished(tmp_path / "runs" / cfg.run_path())
 
 
-def test_bad_names_give_one_line_with_the_choices(capsys):
-    assert cli_main(["train", "--arch", "resnet", "--dataset", "fashionmnist", "--loss", "ce"]) == 2
-    assert "unknown arch 'resnet'; choose one of: convnet" in capsys.readouterr().err
-    assert cli_main(["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "xent"]) == 2
-    assert "unknown loss 'xent'" in capsys.readouterr().err
+RUN = ["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "ce", "--no-progress"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "resnet"], "unknown arch 'resnet'; choose one of: convnet"),
+    (["--loss", "xent"], "unknown loss 'xent'"),
+    (["--device", "gpu"], "device='gpu'; choose one of: auto, cpu, cuda, cuda:N"),
+    (["--device", "cuda:7"], "device='cuda:7' but this machine has"),
+    (["--loss", "focal", "--loss-param", "gamma=[1, 2"], "--loss-param 'gamma=[1, 2': the value is not valid YAML"),
+    (["--loss-param", "gamma"], "--loss-param expects KEY=VALUE, got 'gamma'"),
+    (["--val-size", "-5"], "val_size=-5; it must be >= 1"),
+    (["--train-subset", "0"], "train_subset=0; it must be >= 1"),
+    (["--train-subset", "1"], "a training set of 1 image(s); BatchNorm needs at least 2"),
+    (["--lr", "0"], "lr=0.0; it must be > 0"),
+    (["--image-prep", "crop"], "invalid choice: 'crop'"),
+    (["--data-root", "/nonexistent", "--dataset", "mnist"], "mnist not found; looked in: /nonexistent/MNIST/raw"),
+])
+def test_bad_inputs_end_in_one_line_naming_the_value_and_the_choices(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) if "invalid choice" in message else _no_exit():
+        code = cli_main(RUN + ["--runs-dir", str(tmp_path)] + args)
+        assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("lossnb")]) <= 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_a_corrupt_checkpoint_is_named_and_not_loaded(tmp_path, capsys, interrupt_training, damage):
+    cfg = RunConfig(loss="ce", epochs=3, **SMALL)
+    interrupt_training(cfg, tmp_path, after_epoch=1)
+    ckpt = RunFiles.of(cfg, tmp_path).checkpoint(1)
+    ckpt.write_bytes(ckpt.read_bytes()[:100] if damage == "truncate" else b"not a checkpoint")
+    args = ["--train-subset", "1024", "--val-size", "512", "--protocol", "test", "--epochs", "3", "--resume"]
+    assert cli_main(RUN + ["--runs-dir", str(tmp_path)] + args) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {ckpt} cannot be read" in err and "Traceback" not in err
+
+
+def test_a_run_held_by_another_process_is_not_trained_twice(tmp_path, capsys):
+    from lossnb.trainer.workspace import BUSY_EXIT, run_locks
+
+    cfg = RunConfig(loss="ce", epochs=1, **SMALL)
+    with run_locks([RunFiles.of(cfg, tmp_path)]) as held:
+        assert held == [True]
+        with pytest.raises(RunBusy, match=r"being trained by another process \(pid \d+\)"):
+            train(cfg, runs_dir=tmp_path, progress=False)
+        args = ["--train-subset", "1024", "--val-size", "512", "--protocol", "test", "--epochs", "1"]
+        assert cli_main(RUN + ["--runs-dir", str(tmp_path)] + args) == BUSY_EXIT
+    assert not (tmp_path / cfg.run_path()).exists()
+    assert train(cfg, runs_dir=tmp_path, progress=False)["status"] == "complete"  # released by its holder
+
+
+def test_checkpoints_on_another_file_system_than_the_records(tmp_path):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system at /dev/shm")
+    checkpoints = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        cfg = RunConfig(loss="ce", epochs=2, **SMALL)
+        summary = train(cfg, runs_dir=tmp_path, checkpoint_dir=checkpoints, progress=False)
+        assert summary["status"] == "complete" and (tmp_path / cfg.run_path() / "summary.json").is_file()
+        assert RunFiles.of(cfg, tmp_path, checkpoints).checkpoint_epochs() == {1, 2}
+    finally:
+        shutil.rmtree(checkpoints)
+
+
+def test_a_config_file_and_flags_give_one_run(tmp_path):
+    cfg = RunConfig(loss="focal", epochs=1, loss_params={"gamma": 0.5}, **SMALL)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    assert cli_main(["train", "--config", str(path), "--seed", "3", "--runs-dir", str(tmp_path / "r"),
+                     "--no-progress"]) == 0
+    want = RunConfig.from_dict({**cfg.to_dict(), "seed": 3})
+    written = json.loads((tmp_path / "r" / want.run_path() / "config.json").read_text())
+    assert RunConfig.from_dict(written["run"]) == want
 
 
 def test_export_command_writes_a_loadable_custom_loss(tmp_path):

@@ -27,7 +27,8 @@ def study_parameters(quick: bool) -> dict[str, dict]:
         "own_loss": {},
         # the book's example run: short, on real FashionMNIST, into a scratch folder (never into runs/)
         "benchmark_run": {"runs_dir": "../_build/book-example-runs", "progress": False,
-                          "epochs": 1 if quick else 3, "train_subset": 1000 if quick else 10000},
+                          "run": {"arch": "convnet", "dataset": "fashionmnist", "loss": "ce", "protocol": "demo",
+                                  "epochs": 1 if quick else 3, "train_subset": 1000 if quick else 10000}},
         "loss_catalogue": {},
     }
 

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import yaml
+
+from .trainer.workspace import BUSY_EXIT
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -14,28 +17,76 @@ def parse_params(pairs: list[str]) -> dict:
     params = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--loss-param expects KEY=VALUE, got {pair!r}")
-        params[key.strip()] = yaml.safe_load(value)
+        if not sep or not key.strip():
+            raise ValueError(f"--loss-param expects KEY=VALUE, got {pair!r}")
+        try:
+            params[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--loss-param {pair!r}: the value is not valid YAML ({str(err).splitlines()[0]})") \
+                from None
     return params
 
 
-def _train(args) -> int:
-    from .trainer import RunConfig, RunExists, train
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field, with its type, choices and help from the field itself."""
+    from .trainer.config import RunConfig, field_type
 
-    cfg = RunConfig(arch=args.arch, dataset=args.dataset, loss=args.loss, seed=args.seed,
-                    loss_params=parse_params(args.loss_param), epochs=args.epochs, batch_size=args.batch_size,
-                    lr=args.lr, train_subset=args.train_subset, val_size=args.val_size, protocol=args.protocol,
-                    precision=args.precision, channels_last=args.channels_last, compile=args.compile,
-                    device=args.device)
+    for field in dataclasses.fields(RunConfig):
+        if field.name == "loss_params":
+            parser.add_argument("--loss-param", action="append", metavar="KEY=VALUE", default=argparse.SUPPRESS,
+                                help="loss hyperparameter (repeatable)")
+            continue
+        flag, kind = "--" + field.name.replace("_", "-"), field_type(field)[0]
+        meta = field.metadata
+        default = "" if field.default is dataclasses.MISSING else f" (default: {field.default})"
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, action="store_true", default=argparse.SUPPRESS,
+                                help=meta["help"])
+        else:
+            parser.add_argument(flag, dest=field.name, type=kind, choices=meta["choices"], default=argparse.SUPPRESS,
+                                help=meta["help"] + default)
+
+
+def run_configs(args) -> list:
+    """The run(s) named by --config FILE (one serialized RunConfig, or a list: a pack) and/or the run flags."""
+    from .trainer import RunConfig
+    from .trainer.config import field_names
+
+    given = {k: getattr(args, k) for k in field_names() if hasattr(args, k)}
+    if hasattr(args, "loss_param"):
+        given["loss_params"] = parse_params(args.loss_param)
+    if not args.config:
+        missing = [f"--{k}" for k in ("arch", "dataset", "loss") if k not in given]
+        if missing:
+            raise ValueError(f"the run needs {', '.join(missing)} (or --config FILE)")
+        return [RunConfig.from_dict(given)]
     try:
-        summary = train(cfg, runs_dir=args.runs_dir, checkpoint_dir=args.checkpoint_dir, data_root=args.data_root,
-                        download=args.download, resume=args.resume, force=args.force, progress=not args.no_progress)
-    except RunExists as e:
+        raw = json.loads(Path(args.config).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--config {args.config}: cannot read it as JSON ({err})") from None
+    return [RunConfig.from_dict({**item, **given}) for item in (raw if isinstance(raw, list) else [raw])]
+
+
+def _train(args) -> int:
+    from .trainer import RunBusy, RunExists, train_pack
+
+    cfgs = run_configs(args)
+    try:
+        summaries = train_pack(cfgs, runs_dir=args.runs_dir, checkpoint_dir=args.checkpoint_dir,
+                               data_root=args.data_root, download=args.download, resume=args.resume,
+                               force=args.force, progress=not args.no_progress)
+    except (RunExists, RunBusy) as e:
         print(f"lossnb train: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({"run": str(Path(args.runs_dir) / cfg.run_path()), **summary}, indent=2))
-    return 0 if summary["status"] == "complete" else 3
+    report = [{"run": str(Path(args.runs_dir) / c.run_path()), **(s or {"status": "busy"})}
+              for c, s in zip(cfgs, summaries)]
+    print(json.dumps(report[0] if len(report) == 1 else report, indent=2))
+    statuses = {r["status"] for r in report}
+    if "busy" in statuses:
+        print("lossnb train: another process is training " + ", ".join(r["run"] for r in report
+                                                                        if r["status"] == "busy"), file=sys.stderr)
+        return BUSY_EXIT
+    return 0 if statuses == {"complete"} else 3
 
 
 def _losses(args) -> int:
@@ -67,22 +118,34 @@ def _grid(args) -> int:
     spec = grid.load_grid(args.file)
     only = parse_only(args.only)
     plan = grid.plan_runs(spec.runs, Path(args.runs_dir), args.data_root, only)
-    print(f"{spec.protocol}: {len(spec.runs)} runs in the grid, {len(plan.todo)} to run, "
-          f"{len(plan.skipped)} skipped", file=sys.stderr)
+    pack_size = args.pack or grid.default_pack_size()
+    packs = grid.make_packs(plan.todo, pack_size, Path(args.runs_dir), args.checkpoint_dir)
+    if args.time_budget is not None and packs and not args.dry_run:
+        from .trainer import RunFiles
+        from .trainer.loop import common_checkpoint_epoch
+
+        done = [common_checkpoint_epoch([RunFiles.of(c, args.runs_dir, args.checkpoint_dir) for c in pack])
+                for pack in packs]
+        packs = grid.fit_packs(packs, args.time_budget * 60, args.data_root, starting_epochs=done,
+                               say=lambda line: print(line, file=sys.stderr))
+        plan.todo = [c for pack in packs for c in pack]
+    print(f"{spec.protocol}: {len(spec.runs)} runs in the grid, {len(plan.todo)} to run in {len(packs)} pack(s) "
+          f"of at most {pack_size}, {len(plan.skipped)} skipped", file=sys.stderr)
     if args.dry_run:
-        for cfg in plan.todo:
-            print(f"todo     {cfg.run_path()}")
+        for i, pack in enumerate(packs):
+            for cfg in pack:
+                print(f"todo     pack {i + 1}: {cfg.run_path()}")
         for path, reason in plan.skipped:
             print(f"skipped  {path}: {reason}")
         return 0
     progress = grid.GridProgress(len(plan.todo), enabled=not args.no_progress)
-    common = dict(checkpoint_dir=args.checkpoint_dir, data_root=args.data_root, notebook=Path(args.notebook or grid.NOTEBOOK),
-                  on_start=progress.start, on_done=progress.done)
+    common = dict(checkpoint_dir=args.checkpoint_dir, data_root=args.data_root, on_start=progress.start,
+                  on_done=progress.done)
     try:
         if args.backend == "ray":
-            outcomes = grid.run_ray(plan.todo, Path(args.runs_dir), address=args.address, **common)
+            outcomes = grid.run_ray(packs, Path(args.runs_dir), address=args.address, **common)
         else:
-            outcomes = grid.run_local(plan.todo, Path(args.runs_dir), workers=args.workers, **common)
+            outcomes = grid.run_local(packs, Path(args.runs_dir), workers=args.workers, **common)
     finally:
         progress.close()
     _print_grid_summary(outcomes, plan.skipped)
@@ -126,22 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lossnb", description="Classification-loss studies: train, list, export.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train one (arch, dataset, loss, seed) run and write its record")
-    t.add_argument("--arch", required=True)
-    t.add_argument("--dataset", required=True)
-    t.add_argument("--loss", required=True)
-    t.add_argument("--loss-param", action="append", metavar="KEY=VALUE", help="loss hyperparameter (repeatable)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--epochs", type=int, default=200)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=0.1)
-    t.add_argument("--train-subset", type=int, default=None, help="train on a fixed random subset of N images")
-    t.add_argument("--val-size", type=int, default=None, help="evaluate on N held-out training images, not test")
-    t.add_argument("--protocol", default="bench", help="protocol name, first part of the run directory")
-    t.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
-    t.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"])
-    t.add_argument("--compile", action="store_true", help="torch.compile the model")
-    t.add_argument("--device", default="auto")
+    t = sub.add_parser("train", help="train one run (or a pack of runs from --config) and write its record")
+    t.add_argument("--config", default=None, help="JSON file: one run's settings, or a list of them (trained as one "
+                                                  "pack); flags given as well override it")
+    add_run_arguments(t)
     t.add_argument("--runs-dir", default="runs")
     t.add_argument("--checkpoint-dir", default=None, help="default: RUNS_DIR/.checkpoints (git-ignored)")
     t.add_argument("--data-root", default=None, help="default: $LOSSNB_DATA or ./data")
@@ -161,16 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", help="file to write (default: stdout)")
     ex.set_defaults(func=_export)
 
-    g = sub.add_parser("grid", help="run every unfinished run of a grid file through the benchmark-run notebook")
+    g = sub.add_parser("grid", help="train every unfinished run of a grid file, in packs")
     g.add_argument("file", help="grid file (YAML), e.g. grids/report-convnet.yaml")
     g.add_argument("--backend", default="local", choices=["local", "ray"])
-    g.add_argument("--workers", type=int, default=None, help="local: parallel runs (default: one per GPU, else 1)")
+    g.add_argument("--pack", type=int, default=None,
+                   help="runs trained at once as one packed model (default: 1 on a CPU, 12 with a GPU)")
+    g.add_argument("--workers", type=int, default=None, help="local: packs at a time (default: one per GPU, else 1)")
+    g.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="start only the packs whose whole runs fit in this time, one after another (each pack "
+                        "shape is timed briefly first); the others are left for later")
     g.add_argument("--address", default=None, help="ray: cluster address (default: start a local Ray)")
     g.add_argument("--only", action="append", metavar="KEY=VALUE", help="restrict to arch/dataset/loss/seed")
     g.add_argument("--runs-dir", default="runs")
     g.add_argument("--checkpoint-dir", default=None, help="default: RUNS_DIR/.checkpoints (git-ignored)")
     g.add_argument("--data-root", default=None, help="default: $LOSSNB_DATA or ./data")
-    g.add_argument("--notebook", default=None, help="the benchmark-run notebook (default: notebooks/benchmark_run.ipynb)")
     g.add_argument("--dry-run", action="store_true", help="list what would run and what is skipped, run nothing")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=_grid)
@@ -184,10 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .data import DatasetNotFound
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as e:  # bad names and values: one clear line, no traceback
+    except (ValueError, DatasetNotFound) as e:  # bad names, values and files: one clear line, no traceback
         print(f"lossnb {args.command}: {e}", file=sys.stderr)
         return 2
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,9 @@ def run_dirs(runs_dir: str | Path) -> list[Path]:
 
 def read_record(run_dir: Path) -> dict:
     """One record, checked for every field the book reads; a missing one names the file and the field."""
+    for name in ("config.json", "summary.json", "metrics.csv"):
+        if not (run_dir / name).is_file():
+            raise RecordError(f"{run_dir}: {name} is missing")
     config = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in REQUIRED_CONFIG:
@@ -45,12 +49,23 @@ def read_record(run_dir: Path) -> dict:
 
 def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per run, one row per run and epoch). 'study' is the protocol with its budget, e.g.
-    'report-convnet-e20'; 'task' is arch-dataset; 'loss_tag' names the loss with its hyperparameters."""
-    rows, curves = [], []
+    'report-convnet-e20'; 'task' is arch-dataset; 'loss_tag' names the loss with its hyperparameters.
+
+    A directory that is not a readable record (a foreign folder, a damaged file) is skipped with a warning
+    naming it and why; the list is in ``runs.attrs["skipped"]``."""
+    rows, curves, skipped = [], [], []
     root = Path(runs_dir)
     for run_dir in run_dirs(root):
-        rec = read_record(run_dir)
-        study, task, loss_tag, seed = run_dir.relative_to(root).parts
+        try:
+            rec = read_record(run_dir)
+            parts = run_dir.relative_to(root).parts
+            if len(parts) != 4:
+                raise RecordError(f"not at runs/<study>/<task>/<loss>/<seed> (depth {len(parts)})")
+        except (RecordError, OSError, ValueError, KeyError, pd.errors.ParserError) as err:
+            skipped.append((str(run_dir), f"{type(err).__name__}: {err}"))
+            warnings.warn(f"skipped {run_dir}: {err}", stacklevel=2)
+            continue
+        study, task, loss_tag, _ = parts
         run = rec["config"]["run"]
         row = {"study": study, "task": task, "loss_tag": loss_tag, "loss": run["loss"], "seed": run["seed"],
                "epochs": run["epochs"], **{k: rec["summary"].get(k) for k in SUMMARY_FIELDS},
@@ -58,6 +73,7 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows.append(row)
         curves.append(rec["metrics"].assign(study=study, task=task, loss_tag=loss_tag, seed=run["seed"]))
     runs = pd.DataFrame(rows)
+    runs.attrs["skipped"] = skipped
     return runs, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
 
 

@@ -1,7 +1,7 @@
 """Data: original-format readers, uint8 tensors loaded once, batched on-device augmentation."""
-from .augment import epoch_generator, normalize, random_crop_flip
-from .datasets import DATASETS, ImageData, load_dataset, subset_indices
+from .augment import EpochPlan, crop_flip, epoch_generator, normalize, pad_images
+from .datasets import DATASETS, IMAGE_PREPS, ImageData, load_dataset, subset_indices
 from .readers import ChecksumMismatch, DatasetNotFound, read_cifar, read_idx
 
-__all__ = ["DATASETS", "ChecksumMismatch", "DatasetNotFound", "ImageData", "epoch_generator", "load_dataset",
-           "normalize", "random_crop_flip", "read_cifar", "read_idx", "subset_indices"]
+__all__ = ["DATASETS", "IMAGE_PREPS", "ChecksumMismatch", "DatasetNotFound", "EpochPlan", "ImageData", "crop_flip",
+           "epoch_generator", "load_dataset", "normalize", "pad_images", "read_cifar", "read_idx", "subset_indices"]

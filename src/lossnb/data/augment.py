@@ -2,12 +2,19 @@
 
 RandomCrop(32, padding=4) + RandomHorizontalFlip as torchvision applies them to each
 image (zero-padded pixels, crop offsets uniform in [0, 2*padding], flip with p=0.5),
-done as one gather per batch instead of per-image Python transforms.
+done as one gather per batch instead of per-image Python transforms. A run's whole
+epoch of randomness (order, offsets, flips) is drawn up front from its own generator,
+so that a batch is a pure function of (seed, epoch, step): the same in a solo run, in
+a pack of runs, after a resume and inside a CUDA graph (which can replay no host RNG).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
+
+PADDING = 4
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -15,21 +22,54 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
     return torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
 
 
-def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """x: uint8 (N, C, H, W) -> augmented uint8 (N, C, H, W) in channels_last memory."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=x.device)
-    dx = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=x.device)
-    flip = torch.rand(n, 1, generator=generator, device=x.device) < 0.5
-    rows = dy + torch.arange(h, device=x.device)
-    cols = dx + torch.arange(w, device=x.device)
-    cols = torch.where(flip, cols.flip(1), cols)  # a flipped crop reads its columns right to left
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
-    return out.permute(0, 3, 1, 2)
+@dataclasses.dataclass
+class EpochPlan:
+    """One epoch of one run (or of K runs, stacked on a leading axis): which image goes in which position,
+    and each position's crop offsets and flip."""
+
+    order: torch.Tensor  # (n,) or (K, n) int64
+    dy: torch.Tensor
+    dx: torch.Tensor
+    flip: torch.Tensor  # bool
+
+    @staticmethod
+    def draw(seed: int, epoch: int, n: int, device: torch.device, flip: bool = True) -> "EpochPlan":
+        gen = epoch_generator(seed, epoch, device)
+        order = torch.randperm(n, generator=gen, device=device)
+        dy = torch.randint(0, 2 * PADDING + 1, (n,), generator=gen, device=device)
+        dx = torch.randint(0, 2 * PADDING + 1, (n,), generator=gen, device=device)
+        flips = torch.rand(n, generator=gen, device=device) < 0.5
+        return EpochPlan(order, dy, dx, flips if flip else torch.zeros_like(flips))
+
+    @staticmethod
+    def stack(plans: list["EpochPlan"]) -> "EpochPlan":
+        return EpochPlan(*(torch.stack([getattr(p, f.name) for p in plans]) for f in dataclasses.fields(EpochPlan)))
+
+    def copy_(self, other: "EpochPlan") -> None:
+        """In place, so that a captured CUDA graph reading these tensors sees the new epoch."""
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).copy_(getattr(other, f.name))
+
+
+def pad_images(x: torch.Tensor, padding: int = PADDING) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> (N, C, H + 2p, W + 2p) with zero borders: padded once, cropped every step."""
+    return F.pad(x, (padding, padding, padding, padding))
+
+
+def crop_flip(padded: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
+              flip: torch.Tensor) -> torch.Tensor:
+    """Crops of ``padded`` images: index, dy, dx, flip of any shape S -> uint8 (*S, C, H, W)."""
+    h, w = padded.shape[-2] - 2 * PADDING, padded.shape[-1] - 2 * PADDING
+    rows = dy[..., None] + torch.arange(h, device=padded.device)  # (*S, H)
+    cols = dx[..., None] + torch.arange(w, device=padded.device)  # (*S, W)
+    cols = torch.where(flip[..., None], cols.flip(-1), cols)  # a flipped crop reads its columns right to left
+    images = padded[index]  # (*S, C, H+2p, W+2p)
+    rows = rows[..., None, :, None].expand(*rows.shape[:-1], images.shape[-3], h, images.shape[-1])
+    images = images.gather(-2, rows)  # (*S, C, H, W+2p)
+    cols = cols[..., None, None, :].expand(*cols.shape[:-1], images.shape[-3], h, w)
+    return images.gather(-1, cols)
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 -> float32 in [0, 1], then per-channel (x - mean) / std (memory format kept)."""
-    return (x.float().div_(255) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    """uint8 (..., C, H, W) -> floats in [0, 1] (the default dtype: float32), then per-channel (x - mean) / std."""
+    return (x.to(mean.dtype).div_(255) - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)

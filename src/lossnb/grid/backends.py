@@ -1,8 +1,9 @@
-"""Where grid runs execute: local worker processes, or Ray tasks on a cluster."""
+"""Where grid packs execute: local worker processes, or Ray tasks on a cluster."""
 from __future__ import annotations
 
 import base64
 import os
+import shutil
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -11,9 +12,9 @@ from typing import Callable
 import torch
 from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) in notebooks
 
-from ..trainer import RunConfig, records
+from ..trainer import RunConfig, RunFiles, records
 from ..trainer.environment import git_commit
-from .execute import NOTEBOOK, Outcome, execute_run
+from .execute import Outcome, execute_pack
 
 BACKENDS = ("local", "ray")
 
@@ -31,86 +32,90 @@ def local_slots(workers: int | None) -> list[dict[str, str]]:
     return [{"OMP_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""} for _ in range(workers)]
 
 
-def run_local(runs: list[RunConfig], runs_dir: Path, *, workers: int | None = None,
-              checkpoint_dir: Path | None = None, data_root: Path | None = None, notebook: Path = NOTEBOOK,
-              on_start: Callable = lambda cfg: None, on_done: Callable = lambda outcome: None) -> list[Outcome]:
+def run_local(packs: list[list[RunConfig]], runs_dir: Path, *, workers: int | None = None,
+              checkpoint_dir: Path | None = None, data_root: Path | None = None,
+              on_start: Callable = lambda pack: None, on_done: Callable = lambda outcome: None) -> list[Outcome]:
+    """Each pack in its own process, ``workers`` packs at a time."""
     slots = local_slots(workers)
-    free, outcomes, pending = list(range(len(slots))), [], list(runs)
+    free, outcomes, pending = list(range(len(slots))), [], list(packs)
     with ThreadPoolExecutor(len(slots)) as pool:
         running = {}
         while pending or running:
             while pending and free:
-                cfg, slot = pending.pop(0), free.pop(0)
+                pack, slot = pending.pop(0), free.pop(0)
                 env = slots[slot]
                 threads = int(env["OMP_NUM_THREADS"]) if "OMP_NUM_THREADS" in env else None
-                on_start(cfg)
-                running[pool.submit(execute_run, cfg, runs_dir, checkpoint_dir, data_root, threads, env,
-                                    notebook)] = (cfg, slot)
+                on_start(pack)
+                running[pool.submit(execute_pack, pack, runs_dir, checkpoint_dir, data_root, threads, env)] = \
+                    (pack, slot)
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                cfg, slot = running.pop(future)
+                pack, slot = running.pop(future)
                 free.append(slot)
                 try:
-                    outcome = future.result()
-                except Exception as err:  # a broken worker is one failed run, never the end of the grid
-                    outcome = Outcome(str(cfg.run_path()), "failed", f"{type(err).__name__}: {err}")
-                outcomes.append(outcome)
-                on_done(outcome)
+                    done = future.result()
+                except Exception as err:  # a broken worker fails its pack, never the grid
+                    done = [Outcome(str(c.run_path()), "failed", f"{type(err).__name__}: {err}") for c in pack]
+                for outcome in done:
+                    outcomes.append(outcome)
+                    on_done(outcome)
     return outcomes
 
 
-def run_ray(runs: list[RunConfig], runs_dir: Path, *, address: str | None = None, gpus_per_run: float | None = None,
-            cpus_per_run: float = 1, checkpoint_dir: Path | None = None, data_root: Path | None = None,
-            notebook: Path = NOTEBOOK, on_start: Callable = lambda cfg: None,
+def run_ray(packs: list[list[RunConfig]], runs_dir: Path, *, address: str | None = None,
+            gpus_per_pack: float | None = None, cpus_per_pack: float = 1, checkpoint_dir: Path | None = None,
+            data_root: Path | None = None, on_start: Callable = lambda pack: None,
             on_done: Callable = lambda outcome: None) -> list[Outcome]:
-    """Each run is a Ray task (one GPU each where the cluster has GPUs). A task runs on its node's local
-    disk and returns its record's files, which are written here into the same runs/; Ray retries a task
-    whose worker died, and the retry resumes from the checkpoint if it lands on the same node."""
+    """Each pack is a Ray task (one GPU each where the cluster has GPUs). A task runs on its node's local
+    disk and returns its records' files, which are written here into the same runs/; Ray retries a task
+    whose worker died, and the retry resumes from the checkpoints if it lands on the same node."""
     try:
         import ray
     except ImportError:
         raise RuntimeError("the ray backend needs Ray: pip install 'lossnb[ray]'") from None
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    if gpus_per_run is None:
-        gpus_per_run = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    task = ray.remote(num_gpus=gpus_per_run, num_cpus=cpus_per_run, max_retries=3)(_ray_run)
-    notebook_text = Path(notebook).read_text()
+    if gpus_per_pack is None:
+        gpus_per_pack = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    task = ray.remote(num_gpus=gpus_per_pack, num_cpus=cpus_per_pack, max_retries=3)(_ray_pack)
     git_env = _git_env()  # a worker's copy of the code may come without .git
     futures = {}
-    for cfg in runs:
-        on_start(cfg)
-        futures[task.remote(cfg.to_dict(), notebook_text, str(checkpoint_dir) if checkpoint_dir else None,
-                            str(data_root) if data_root else None, int(cpus_per_run), git_env)] = cfg
+    for pack in packs:
+        on_start(pack)
+        futures[task.remote([c.to_dict() for c in pack], str(checkpoint_dir) if checkpoint_dir else None,
+                            str(data_root) if data_root else None, int(cpus_per_pack), git_env)] = pack
     outcomes = []
     while futures:
         ready, _ = ray.wait(list(futures), num_returns=1)
-        cfg = futures.pop(ready[0])
+        pack = futures.pop(ready[0])
         try:
-            outcome, files = ray.get(ready[0])
-            if outcome.status == "done":
-                _write_record(Path(runs_dir), cfg, files)
+            results = ray.get(ready[0])
+            done = []
+            for cfg, (outcome, files) in zip(pack, results):
+                if outcome.status == "done" and files:
+                    _write_record(Path(runs_dir), cfg, files)
+                done.append(outcome)
         except Exception as err:  # the task itself failed (after Ray's retries)
-            outcome = Outcome(str(cfg.run_path()), "failed", f"{type(err).__name__}: {err}"[:500])
-        outcomes.append(outcome)
-        on_done(outcome)
+            done = [Outcome(str(c.run_path()), "failed", f"{type(err).__name__}: {err}"[:500]) for c in pack]
+        for outcome in done:
+            outcomes.append(outcome)
+            on_done(outcome)
     return outcomes
 
 
-def _ray_run(cfg_dict: dict, notebook_text: str, checkpoint_dir: str | None, data_root: str | None,
-             threads: int, git_env: dict[str, str]) -> tuple[Outcome, dict[str, str]]:
-    """On a Ray worker: run into the node's own folder, hand back the record's files."""
-    cfg = RunConfig(**cfg_dict)
-    node_dir = Path(os.environ.get("LOSSNB_RAY_DIR", Path(tempfile.gettempdir()) / "lossnb-ray"))
-    notebook = node_dir / "benchmark_run.ipynb"
-    records.atomic_write_text(notebook, notebook_text)
-    env = {"OMP_NUM_THREADS": str(threads), **git_env}
-    outcome = execute_run(cfg, node_dir / "runs", checkpoint_dir and Path(checkpoint_dir), data_root and
-                          Path(data_root), threads if not torch.cuda.is_available() else None, env, notebook)
-    run_dir = node_dir / "runs" / cfg.run_path()
-    files = {}
-    if outcome.status == "done":
-        files = {p.name: base64.b64encode(p.read_bytes()).decode() for p in run_dir.iterdir() if p.is_file()}
-    return outcome, files
+def _ray_pack(cfg_dicts: list[dict], checkpoint_dir: str | None, data_root: str | None, threads: int,
+              git_env: dict[str, str]) -> list[tuple[Outcome, dict[str, str]]]:
+    """On a Ray worker: train into the node's own folder, hand back each finished record's files."""
+    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
+    node_runs = Path(os.environ.get("LOSSNB_RAY_DIR", Path(tempfile.gettempdir()) / "lossnb-ray")) / "runs"
+    outcomes = execute_pack(cfgs, node_runs, checkpoint_dir and Path(checkpoint_dir), data_root and Path(data_root),
+                            threads if not torch.cuda.is_available() else None, git_env)
+    results = []
+    for cfg, outcome in zip(cfgs, outcomes):
+        run_dir = node_runs / cfg.run_path()
+        files = {p.name: base64.b64encode(p.read_bytes()).decode() for p in run_dir.iterdir() if p.is_file()} \
+            if outcome.status == "done" else {}
+        results.append((outcome, files))
+    return results
 
 
 def _git_env() -> dict[str, str]:
@@ -121,9 +126,9 @@ def _git_env() -> dict[str, str]:
 
 
 def _write_record(runs_dir: Path, cfg: RunConfig, files: dict[str, str]) -> None:
-    incoming = runs_dir / ".checkpoints" / ".incoming"  # git-ignored, on the same file system as runs/
-    incoming.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=incoming))
+    staging = RunFiles.of(cfg, runs_dir).staging  # on the same file system as runs/
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     for name, data in files.items():
         (staging / name).write_bytes(base64.b64decode(data))
     records.publish_dir(staging, runs_dir / cfg.run_path())
@@ -136,8 +141,9 @@ class GridProgress:
         self.bar = tqdm(total=total, desc="grid", unit="run", disable=not enabled)
         self.running: list[str] = []
 
-    def start(self, cfg: RunConfig) -> None:
-        self.running.append(_short(str(cfg.run_path())))
+    def start(self, pack: list[RunConfig]) -> None:
+        for cfg in pack:
+            self.running.append(_short(str(cfg.run_path())))
         self._show()
 
     def done(self, outcome: Outcome) -> None:
@@ -150,7 +156,8 @@ class GridProgress:
         self._show()
 
     def _show(self) -> None:
-        self.bar.set_postfix_str("running: " + ", ".join(self.running) if self.running else "")
+        shown = ", ".join(self.running[:4]) + (f" and {len(self.running) - 4} more" if len(self.running) > 4 else "")
+        self.bar.set_postfix_str("running: " + shown if self.running else "")
 
     def close(self) -> None:
         self.bar.close()

@@ -1,28 +1,25 @@
-"""One grid run: the benchmark-run notebook executed by papermill in its own process.
+"""One pack of grid runs: `lossnb train --config PACK.json` in its own process.
 
-Each run gets its own papermill process (and kernel), so a run that fails or is killed
-takes nothing else down; the trainer keeps the record out of runs/ until it is finished
-and resumes from the run's checkpoint when the run is tried again.
+The child is the trainer, and the trainer holds each run's lock for as long as it trains: a grid killed
+with SIGKILL takes its child with it (the kernel signals the child when its parent dies), and a child that
+somehow lives on keeps its runs locked, so no run is ever trained twice at once. A failed or killed pack
+takes nothing else down, and its runs resume from their checkpoints when the grid is run again.
 """
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import dataclasses
-import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from ..trainer import RunConfig, records
-
-NOTEBOOK = Path(__file__).resolve().parents[3] / "notebooks" / "benchmark_run.ipynb"
-EXECUTED_NAME = "notebook.ipynb"
+from ..trainer.workspace import BUSY_EXIT
 
 
 @dataclasses.dataclass
@@ -33,86 +30,61 @@ class Outcome:
     seconds: float = 0.0
 
 
-def notebook_parameters(cfg: RunConfig, runs_dir: Path, checkpoint_dir: Path | None, data_root: Path | None,
-                        threads: int | None) -> dict:
-    params = cfg.to_dict()
-    params.update(runs_dir=str(runs_dir), checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
-                  data_root=str(data_root) if data_root else None, threads=threads, resume=True, progress=False)
-    return params
-
-
-def run_notebook(notebook: Path, output: Path, params: dict, env: dict[str, str] | None = None,
-                 timeout: float | None = None) -> str | None:
-    """Execute ``notebook`` into ``output`` with papermill in a child process; None on success, else why it failed."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(params, f)
-    cmd = [sys.executable, "-m", "papermill", str(notebook), str(output), "-f", f.name, "--no-progress-bar",
-           "-k", "python3", "--cwd", str(notebook.parent)]
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent (the grid) dies, however it dies (Linux)."""
     try:
-        proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return f"timed out after {timeout:.0f} s"
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def log_path(runs_dir: Path, cfgs: list[RunConfig]) -> Path:
+    """The pack's progress and errors, beside its staging records: tail it to watch a long pack."""
+    return (Path(runs_dir) / ".logs" / cfgs[0].run_path()).with_suffix(".log")
+
+
+def execute_pack(cfgs: list[RunConfig], runs_dir: Path, checkpoint_dir: Path | None = None,
+                 data_root: Path | None = None, threads: int | None = None,
+                 env: dict[str, str] | None = None) -> list[Outcome]:
+    """Train the pack in a child process; one Outcome per run."""
+    runs_dir = Path(runs_dir).resolve()
+    started = time.perf_counter()
+    log = log_path(runs_dir, cfgs)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump([c.to_dict() for c in cfgs], f)
+    cmd = [sys.executable, "-m", "lossnb.cli", "train", "--config", f.name, "--runs-dir", str(runs_dir), "--resume"]
+    if checkpoint_dir:
+        cmd += ["--checkpoint-dir", str(Path(checkpoint_dir).resolve())]
+    if data_root:
+        cmd += ["--data-root", str(Path(data_root).resolve())]
+    child_env = {**os.environ, **(env or {})}
+    if threads:
+        child_env["OMP_NUM_THREADS"] = str(threads)
+    try:
+        with open(log, "a") as err:
+            proc = subprocess.run(cmd, env=child_env, stdout=subprocess.PIPE, stderr=err, text=True,
+                                  preexec_fn=_die_with_parent)
     finally:
         os.unlink(f.name)
-    if proc.returncode == 0:
-        return None
-    return _error_in(output) or _last_line(proc.stderr) or f"papermill exited with {proc.returncode}"
-
-
-def execute_run(cfg: RunConfig, runs_dir: Path, checkpoint_dir: Path | None = None, data_root: Path | None = None,
-                threads: int | None = None, env: dict[str, str] | None = None, notebook: Path = NOTEBOOK) -> Outcome:
-    """Run one configuration and put the executed notebook beside its finished record."""
-    runs_dir = Path(runs_dir).resolve()
-    checkpoint_dir = Path(checkpoint_dir).resolve() if checkpoint_dir else None
-    work = (checkpoint_dir or runs_dir / ".checkpoints") / cfg.run_path()
-    started = time.perf_counter()
-    params = notebook_parameters(cfg, runs_dir, checkpoint_dir, data_root and Path(data_root).resolve(), threads)
-    run_dir = runs_dir / cfg.run_path()
-    with run_lock(work) as mine:
-        if not mine:
-            return Outcome(str(cfg.run_path()), "busy", "another lossnb grid is running it")
-        if records.is_finished(run_dir):  # finished by someone else since the plan was made
-            return Outcome(str(cfg.run_path()), "done", "finished elsewhere")
-        error = run_notebook(notebook, work / EXECUTED_NAME, params, env)
     seconds = time.perf_counter() - started
-    if error is not None:
-        return Outcome(str(cfg.run_path()), "failed", error, seconds)
-    if not records.is_finished(run_dir):
-        return Outcome(str(cfg.run_path()), "failed", "the notebook ended without a finished record", seconds)
-    records.atomic_write_text(run_dir / EXECUTED_NAME, (work / EXECUTED_NAME).read_text())
-    return Outcome(str(cfg.run_path()), "done", records.read_summary(run_dir)["status"], seconds)
+    return [_outcome(cfg, runs_dir, proc.returncode, log, seconds) for cfg in cfgs]
 
 
-@contextlib.contextmanager
-def run_lock(work: Path):
-    """Yields whether this process got the run. An flock, so a killed holder releases it with its death:
-    two grids started on the same runs/ share the work instead of training the same run twice."""
-    work.mkdir(parents=True, exist_ok=True)
-    with open(work / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _outcome(cfg: RunConfig, runs_dir: Path, code: int, log: Path, seconds: float) -> Outcome:
+    path = str(cfg.run_path())
+    summary = records.read_summary(runs_dir / path)
+    if summary and summary.get("status") in records.FINISHED:
+        return Outcome(path, "done", summary["status"], seconds)
+    if code == BUSY_EXIT:
+        return Outcome(path, "busy", "another process is training it")
+    return Outcome(path, "failed", _last_line(log) or f"lossnb train exited with {code}", seconds)
 
 
-def _error_in(output: Path) -> str | None:
+def _last_line(log: Path) -> str:
     try:
-        nb = json.loads(output.read_text())
-    except (OSError, ValueError):
-        return None
-    for cell in nb.get("cells", []):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                return f"{out.get('ename')}: {out.get('evalue')}"
-    return None
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+        text = log.read_text(errors="replace").replace("\r", "\n")
+    except OSError:
+        return ""
+    lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1][:500] if lines else ""

@@ -1,11 +1,18 @@
-"""Which runs of a grid still need work: finished records and missing data sets are skipped, with the reason."""
+"""Which runs of a grid still need work, and how they are packed: finished records and missing data sets are
+skipped with the reason; the rest go into packs of compatible runs that are at the same epoch."""
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import torch
+
 from ..data import DatasetNotFound, load_dataset
-from ..trainer import RunConfig, records
+from ..trainer import RunConfig, RunFiles, records
+
+# runs per pack when none is asked for: packing loses on a CPU (grouped convolutions are slow there, see
+# benchmarks/results/trainer_speed_cpu.json) and is the way to use a GPU (benchmarks/results/trainer_speed_cuda.json)
+DEFAULT_PACK = {"cpu": 1, "cuda": 12}
 
 
 @dataclasses.dataclass
@@ -33,6 +40,32 @@ def plan_runs(runs: list[RunConfig], runs_dir: Path, data_root: Path | None = No
     # seed by seed: a grid cut short leaves every loss with the same seeds, ready for paired comparison
     todo.sort(key=lambda cfg: cfg.seed)
     return Plan(todo, skipped)
+
+
+def default_pack_size() -> int:
+    return DEFAULT_PACK["cuda" if torch.cuda.is_available() else "cpu"]
+
+
+def make_packs(todo: list[RunConfig], pack_size: int, runs_dir: Path,
+               checkpoint_dir: Path | None = None) -> list[list[RunConfig]]:
+    """Packs of at most ``pack_size`` runs that share everything but loss and seed and whose checkpoints have an
+    epoch in common (so an interrupted pack is formed again as it was); in the plan's order, so that the first
+    packs hold the first seeds."""
+    if not isinstance(pack_size, int) or isinstance(pack_size, bool) or pack_size < 1:
+        raise ValueError(f"pack size must be a positive integer, got {pack_size!r}")
+    packs: list[tuple[tuple, set, list[RunConfig]]] = []  # (pack key, epochs all members can start from, runs)
+    for cfg in todo:
+        epochs = RunFiles.of(cfg, runs_dir, checkpoint_dir).checkpoint_epochs() | {0}
+        for key, common, members in packs:
+            # joining may cost a member at most the one epoch a pack killed mid-checkpoint lost
+            if key == cfg.pack_key() and len(members) < pack_size and \
+                    max(common & epochs) >= max(max(common), max(epochs)) - 1:
+                members.append(cfg)
+                common &= epochs
+                break
+        else:
+            packs.append((cfg.pack_key(), epochs, [cfg]))
+    return [members for _, _, members in packs]
 
 
 def _missing_reason(dataset: str, data_root: Path | None) -> str | None:

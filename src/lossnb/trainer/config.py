@@ -1,53 +1,82 @@
-"""A run's configuration: the benchmark protocol by default, every shortening visible in the run's name."""
+"""A run's configuration, defined once: RunConfig's fields are the CLI's flags, a grid file's keys and the
+run notebook's parameters, with their types and domains. The benchmark protocol is the default; every
+shortening is visible in the run's name."""
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import PurePosixPath
 from typing import Any
 
 from .. import losses
-from ..data import DATASETS
+from ..data import DATASETS, IMAGE_PREPS
 from ..models import available_models
 
-PROTOCOL_DEFAULTS = {"epochs": 200, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-                     "nesterov": False}
+# the fields that define a run's protocol: a value other than the default is written into its directory name
+BUDGET_SHORT = {"batch_size": "bs", "lr": "lr", "momentum": "mom", "weight_decay": "wd"}
+EXECUTION_FIELDS = ("precision", "channels_last", "compile", "cuda_graphs", "device")  # how, not what, is run
+
+
+def _f(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
+       exclusive: bool = False) -> Any:
+    """A field with what the CLI, grid validation and error messages need to know about it."""
+    meta = {"help": help, "choices": choices, "minimum": minimum, "exclusive": exclusive}
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=dict, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _required(help: str) -> Any:
+    return dataclasses.field(metadata={"help": help, "choices": None, "minimum": None, "exclusive": False})
 
 
 @dataclasses.dataclass
 class RunConfig:
-    arch: str
-    dataset: str
-    loss: str
-    seed: int = 0
-    loss_params: dict[str, Any] = dataclasses.field(default_factory=dict)
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = False
-    train_subset: int | None = None
-    val_size: int | None = None
-    protocol: str = "bench"
-    precision: str = "auto"  # auto | bf16 | fp32
-    channels_last: str = "auto"  # auto | on | off
-    compile: bool = False
-    device: str = "auto"
+    arch: str = _required("architecture (lossnb.models)")
+    dataset: str = _required("data set")
+    loss: str = _required("loss name (lossnb losses lists them)")
+    seed: int = _f(0, "seed of initialisation, data order and augmentation", minimum=0)
+    loss_params: dict = _f({}, "loss hyperparameters")
+    epochs: int = _f(200, "epochs (the cosine schedule spans them all)", minimum=1)
+    batch_size: int = _f(128, "training batch size (the last partial batch is kept)", minimum=1)
+    lr: float = _f(0.1, "SGD learning rate", minimum=0, exclusive=True)
+    momentum: float = _f(0.9, "SGD momentum", minimum=0)
+    weight_decay: float = _f(5e-4, "SGD weight decay", minimum=0)
+    nesterov: bool = _f(False, "Nesterov momentum")
+    train_subset: typing.Optional[int] = _f(None, "train on a fixed random subset of N images", minimum=1)
+    val_size: typing.Optional[int] = _f(None, "evaluate on N held-out training images, not on test", minimum=1)
+    image_prep: str = _f("pad", "how images become 32x32: " + "; ".join(f"{k}: {v}" for k, v in IMAGE_PREPS.items()),
+                         choices=tuple(IMAGE_PREPS))
+    protocol: str = _f("bench", "protocol name, first part of the run directory")
+    precision: str = _f("auto", "bf16 autocast or fp32 (auto: bf16 where it is fast)", choices=("auto", "bf16", "fp32"))
+    channels_last: str = _f("auto", "channels_last memory format", choices=("auto", "on", "off"))
+    compile: bool = _f(False, "torch.compile the model (no CUDA graphs then)")
+    cuda_graphs: str = _f("auto", "capture each training step in a CUDA graph (auto: on CUDA, for stateless losses)",
+                          choices=("auto", "on", "off"))
+    device: str = _f("auto", "cpu, cuda, cuda:N or auto")
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, _checked(field, getattr(self, field.name)))
         if self.arch not in available_models():
             raise ValueError(f"unknown arch {self.arch!r}; choose one of: {', '.join(available_models())}")
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(sorted(DATASETS))}")
         self.loss_params = losses.registry.resolve_hparams(self.loss, dict(self.loss_params))
-        for key, choices in (("precision", ("auto", "bf16", "fp32")), ("channels_last", ("auto", "on", "off"))):
-            if getattr(self, key) not in choices:
-                raise ValueError(f"{key}={getattr(self, key)!r}; choose one of: {', '.join(choices)}")
-        for key in ("epochs", "batch_size"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
         if not self.protocol or "/" in self.protocol:
             raise ValueError(f"protocol name {self.protocol!r} must be non-empty and contain no '/'")
+        _check_device_name(self.device)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "RunConfig":
+        """From a serialized config (config.json's 'run', a grid's expansion); unknown keys are refused, and
+        settings added since a record was written take their defaults (which are what it ran with)."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"a run's settings must be a mapping, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown run setting {unknown[0]!r}; the settings are: {', '.join(field_names())}")
+        return cls(**raw)
 
     def budget_tag(self) -> str:
         """Every departure from the 200-epoch protocol, e.g. 'e15-n10000'; 'e200' for the protocol itself."""
@@ -56,12 +85,17 @@ class RunConfig:
             tag.append(f"n{self.train_subset}")
         if self.val_size:
             tag.append(f"val{self.val_size}")
-        for key, short in (("batch_size", "bs"), ("lr", "lr"), ("momentum", "mom"), ("weight_decay", "wd")):
-            if getattr(self, key) != PROTOCOL_DEFAULTS[key]:
+        for key, short in BUDGET_SHORT.items():
+            if getattr(self, key) != default(key):
                 tag.append(f"{short}{getattr(self, key):g}")
         if self.nesterov:
             tag.append("nesterov")
         return "-".join(tag)
+
+    def follows_protocol(self) -> bool:
+        """The benchmark's 200-epoch recipe: every budget setting at its default, all data."""
+        keys = ("epochs", "nesterov", *BUDGET_SHORT)
+        return all(getattr(self, k) == default(k) for k in keys) and not self.train_subset and not self.val_size
 
     def loss_tag(self) -> str:
         params = "-".join(f"{k}{_fmt(v)}" for k, v in sorted(self.loss_params.items()))
@@ -72,8 +106,62 @@ class RunConfig:
         return PurePosixPath(f"{self.protocol}-{self.budget_tag()}", f"{self.arch}-{self.dataset}",
                              self.loss_tag(), f"seed{self.seed}")
 
+    def pack_key(self) -> tuple:
+        """Runs with equal keys can train as one pack: everything but the loss and the seed is shared."""
+        shared = {k: v for k, v in self.to_dict().items() if k not in ("loss", "loss_params", "seed")}
+        return tuple(sorted((k, repr(v)) for k, v in shared.items()))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def default(name: str) -> Any:
+    return _FIELDS[name].default
+
+
+def field_type(field: dataclasses.Field) -> tuple[type, bool]:
+    """(base type, whether None is allowed) of a field."""
+    hint = _HINTS[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return (args[0], True) if args else (hint, False)
+
+
+def _checked(field: dataclasses.Field, value: Any) -> Any:
+    """The value, type-checked (ints accepted for floats) and inside its domain; else one line naming both."""
+    if value is dataclasses.MISSING:
+        raise ValueError(f"{field.name} is required")
+    kind, optional = field_type(field)
+    if value is None and optional:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        what = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}[kind]
+        raise ValueError(f"{field.name} must be {what}{' or null' if optional else ''}, got {value!r}")
+    meta = field.metadata
+    if meta["choices"] and value not in meta["choices"]:
+        raise ValueError(f"{field.name}={value!r}; choose one of: {', '.join(meta['choices'])}")
+    low = meta["minimum"]
+    if low is not None and (value <= low if meta["exclusive"] else value < low):
+        raise ValueError(f"{field.name}={value!r}; it must be {'>' if meta['exclusive'] else '>='} {low:g}")
+    return value
+
+
+def _check_device_name(name: str) -> None:
+    import torch
+
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ValueError(f"device={name!r}; choose one of: auto, cpu, cuda, cuda:N")
 
 
 def _fmt(value: Any) -> str:
@@ -82,3 +170,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+_HINTS = typing.get_type_hints(RunConfig)

@@ -15,7 +15,13 @@ import lossnb
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"device={name!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s) visible; "
+                         "choose cpu, auto or an existing cuda:N")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={name!r}; choose one of: auto, cpu, cuda, cuda:N")
+    return device
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -41,11 +47,11 @@ def resolve_channels_last(setting: str, device: torch.device) -> bool:
 
 
 def git_commit() -> dict:
-    """The checkout's commit; where the tree was shipped without .git (a Ray working_dir, a copied tree),
-    the commit its sender recorded in LOSSNB_GIT_COMMIT / LOSSNB_GIT_DIRTY."""
-    repo = Path(lossnb.__file__).resolve().parents[2]
-    if not (repo / ".git").exists() and os.environ.get("LOSSNB_GIT_COMMIT"):
+    """The checkout's commit; LOSSNB_GIT_COMMIT / LOSSNB_GIT_DIRTY where the sender of a copied tree (a Ray
+    working_dir, a GPU machine's copy, whose .git may be missing or stale) recorded the commit it sent."""
+    if os.environ.get("LOSSNB_GIT_COMMIT"):
         return {"commit": os.environ["LOSSNB_GIT_COMMIT"], "dirty": os.environ.get("LOSSNB_GIT_DIRTY") == "1"}
+    repo = Path(lossnb.__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                                 check=True).stdout.strip()

@@ -1,7 +1,11 @@
-"""The training loop: the benchmark's protocol, resumable, with a run record and no per-step host syncs."""
+"""The training loop: K runs of one architecture and data set trained at once as one packed model (K = 1 is a
+solo run), the benchmark's protocol, resumable per run, a record per run, no host sync inside an epoch, and
+on CUDA the whole step (data, forward, backward, SGD) captured in a CUDA graph."""
 from __future__ import annotations
 
 import contextlib
+import math
+import sys
 import time
 from pathlib import Path
 
@@ -9,207 +13,400 @@ import torch
 from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) in notebooks
 
 from .. import losses
-from ..data import ImageData, epoch_generator, load_dataset, normalize, random_crop_flip
+from ..data import EpochPlan, ImageData, crop_flip, load_dataset, normalize, pad_images
 from ..models import get_model
 from . import records
-from .config import PROTOCOL_DEFAULTS, RunConfig
+from .config import RunConfig
 from .environment import describe_environment, resolve_channels_last, resolve_device, resolve_precision
 from .metrics import evaluation_metrics, reliability_bins
+from .pack import Pack
+from .sgd import SGD
+from .workspace import RunBusy, RunFiles, holder_pid, run_locks
 
-DIVERGENCE_CHECK_EVERY = 50  # steps between host syncs that look for a non-finite loss
-EVAL_BATCH = 1000
+EVAL_IMAGES_PER_BATCH = 2048  # test images x runs per evaluation batch
 
 
 class RunExists(RuntimeError):
     pass
 
 
-class _Run:
-    """Everything one run holds while it trains."""
+def cosine_lr(base: float, epoch: int, epochs: int) -> float:
+    """Cosine annealing over the whole run, stepped per epoch (Loshchilov & Hutter 2017, no restarts)."""
+    return base * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
-    def __init__(self, cfg: RunConfig, data: ImageData, device: torch.device):
-        self.cfg, self.data, self.device = cfg, data, device
+
+class PackRun:
+    """Everything K runs hold while they train together."""
+
+    def __init__(self, cfgs: list[RunConfig], data: ImageData, device: torch.device):
+        self.cfgs, self.data, self.device, self.k = cfgs, data, device, len(cfgs)
+        cfg = cfgs[0]
         self.precision = resolve_precision(cfg.precision, device)
         self.channels_last = resolve_channels_last(cfg.channels_last, device)
-        torch.manual_seed(cfg.seed)
-        self.model = get_model(cfg.arch, data.num_classes, data.in_channels).to(device)
+        models = []
+        for c in cfgs:  # each run's own seed's initialisation, as its solo run
+            torch.manual_seed(c.seed)
+            models.append(get_model(c.arch, data.num_classes, data.in_channels))
+        self.pack = Pack(models).to(device)
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if cfg.compile else self.model
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs)
-        self.loss = losses.get(cfg.loss, **cfg.loss_params)
-        self.mean = torch.tensor(data.mean, device=device)
-        self.std = torch.tensor(data.std, device=device)
-        self.train_x, self.train_y = data.train_x.to(device), data.train_y.to(device)
+            self.pack = self.pack.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.pack) if cfg.compile else self.pack
+        self.names = [n for n, _ in self.pack.net.named_parameters()]
+        self.params = [p for _, p in self.pack.net.named_parameters()]
+        self.sgd = SGD(self.params, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov)
+        self.losses = [losses.get(c.loss, **c.loss_params) for c in cfgs]
+        self.mean = torch.tensor(data.mean, device=device, dtype=torch.get_default_dtype())
+        self.std = torch.tensor(data.std, device=device, dtype=torch.get_default_dtype())
+        self.train_x, self.train_y = pad_images(data.train_x).to(device), data.train_y.to(device)
         self.test_x, self.test_y = data.test_x.to(device), data.test_y.to(device)
-        self.rows: list[dict] = []
+        n = len(self.train_y)
+        self.plan = EpochPlan.stack([EpochPlan.draw(c.seed, 0, n, device, data.flip) for c in cfgs])
+        self.cursor = torch.zeros((), dtype=torch.long, device=device)  # position in the epoch
+        self.step_index = torch.zeros((), dtype=torch.long, device=device)
+        self.loss_sum = torch.zeros(self.k, device=device)
+        self.correct = torch.zeros(self.k, dtype=torch.long, device=device)
+        self.first_bad = torch.full((self.k,), -1, dtype=torch.long, device=device)
+        self.alive = [True] * self.k
+        self.rows: list[list[dict]] = [[] for _ in cfgs]
+        self.reliability: list[dict | None] = [None] * self.k
         self.wall_seconds = 0.0
-        self.reliability: dict | None = None  # of the latest evaluation
+        self.graphs = GraphedSteps(self) if use_cuda_graphs(cfgs, device) else None
+
+    # ------------------------------------------------------------ sizes
+    def batches(self) -> list[int]:
+        """Batch sizes of one epoch: the last partial batch is kept (BatchNorm needs 2+ images)."""
+        n, bs = len(self.train_y), self.cfgs[0].batch_size
+        return [min(bs, n - s) for s in range(0, n, bs) if n - s >= 2]
 
     def autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self.precision == "bf16":  # no weight cache: a CUDA graph must not capture a cast made once
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
         return contextlib.nullcontext()
 
-    # ------------------------------------------------------------ checkpoints
-    def state(self) -> dict:
-        state = {"epoch": len(self.rows), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "loss_state": self.loss.state_dict(),
-                 "rng_cpu": torch.get_rng_state(), "rows": self.rows, "wall_seconds": self.wall_seconds,
-                 "reliability": self.reliability}
-        if self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
+    # ------------------------------------------------------------ one step (eager, or captured in a graph)
+    def step(self, batch: int, config: dict) -> None:
+        position = self.cursor + torch.arange(batch, device=self.device)
+        order = self.plan.order.index_select(1, position)  # (K, B)
+        x = crop_flip(self.train_x, order, self.plan.dy.index_select(1, position),
+                      self.plan.dx.index_select(1, position), self.plan.flip.index_select(1, position))
+        x = normalize(x, self.mean, self.std)  # (K, B, C, H, W)
+        x = x.transpose(0, 1).reshape(batch, -1, *x.shape[-2:])  # run k's images in channel block k
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self.train_y[order]
+        with self.autocast():
+            logits = self.forward(x)
+            per_run = torch.stack([loss(logits[k], y[k], config) for k, loss in enumerate(self.losses)]).float()
+        # the sum of the runs' mean losses: each run's gradient is its own (nothing mixes the runs' blocks)
+        grads = torch.autograd.grad(per_run.sum(), self.params)
+        self.sgd.step(grads)
+        with torch.no_grad():
+            bad = ~torch.isfinite(per_run)
+            self.first_bad.copy_(torch.where(bad & (self.first_bad < 0), self.step_index, self.first_bad))
+            self.loss_sum.add_(per_run.detach() * batch)
+            self.correct.add_((logits.detach().argmax(dim=2) == y).sum(dim=1))
+            self.cursor.add_(batch)
+            self.step_index.add_(1)
 
-    def restore(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        # checkpoints load to the CPU; a stateful loss's tensors must meet the logits on the device
-        self.loss.load_state_dict({k: v.to(self.device) if torch.is_tensor(v) else v
-                                   for k, v in state["loss_state"].items()})
-        torch.set_rng_state(state["rng_cpu"])
-        if "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
-        self.rows, self.wall_seconds = list(state["rows"]), state["wall_seconds"]
-        self.reliability = state.get("reliability")
+    def train_epoch(self, epoch: int, progress: bool) -> list[dict]:
+        """One epoch for every run; returns each run's training metrics. Syncs with the host once, at the end."""
+        n = len(self.train_y)
+        lr = cosine_lr(self.cfgs[0].lr, epoch, self.cfgs[0].epochs)
+        self.sgd.set_lr(lr)
+        self.plan.copy_(EpochPlan.stack([EpochPlan.draw(c.seed, epoch, n, self.device, self.data.flip)
+                                         for c in self.cfgs]))
+        for t in (self.cursor, self.step_index, self.loss_sum, self.correct):
+            t.zero_()
+        self.first_bad.fill_(-1)
+        torch.manual_seed(dropout_seed([c.seed for c in self.cfgs], epoch))
+        config = {"num_classes": self.data.num_classes, "epoch": epoch, "total_epochs": self.cfgs[0].epochs}
+        self.pack.train()
+        sizes = self.batches()
+        steps = self.graphs.epoch(sizes, config) if self.graphs else (lambda size: self.step(size, config))
+        # the per-step bar only where someone watches (a log file keeps the per-epoch bar)
+        for size in tqdm(sizes, desc=f"epoch {epoch + 1}", leave=False, disable=not (progress and sys.stderr.isatty())):
+            steps(size)
+        seen = sum(sizes)
+        loss_sum, correct = self.loss_sum.tolist(), self.correct.tolist()
+        return [{"lr": lr, "train_loss": loss_sum[k] / seen, "train_acc": correct[k] / seen} for k in range(self.k)]
 
-    # ------------------------------------------------------------ one epoch
-    def train_epoch(self, epoch: int, progress: bool) -> tuple[dict, tuple[int, int] | None]:
-        """Returns the epoch's training metrics, and (epoch, step) of the first non-finite loss if any."""
-        cfg, n = self.cfg, len(self.train_y)
-        gen = epoch_generator(cfg.seed, epoch, self.device)
-        order = torch.randperm(n, generator=gen, device=self.device)
-        config = {"num_classes": self.data.num_classes, "epoch": epoch, "total_epochs": cfg.epochs}
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
-        starts = [s for s in range(0, n, cfg.batch_size) if n - s >= 2]  # BatchNorm needs 2+ samples
-        self.model.train()
-        for step, start in enumerate(tqdm(starts, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)):
-            idx = order[start:start + cfg.batch_size]
-            x = normalize(random_crop_flip(self.train_x[idx], gen), self.mean, self.std)
-            y = self.train_y[idx]
-            with self.autocast():
-                logits = self.forward(x)
-                loss = self.loss(logits, y, config)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            detached = loss.detach()
-            first_bad = torch.where(~torch.isfinite(detached) & (first_bad < 0), step, first_bad)
-            loss_sum += detached.float() * len(y)
-            correct += (logits.detach().argmax(dim=1) == y).sum()
-            if (step + 1) % DIVERGENCE_CHECK_EVERY == 0 and first_bad.item() >= 0:
-                break
-        bad_step = first_bad.item()
-        seen = sum(min(cfg.batch_size, n - s) for s in starts)
-        metrics = {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
-        return metrics, ((epoch, bad_step) if bad_step >= 0 else None)
-
+    # ------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self) -> dict:
-        self.model.eval()
-        outputs = []
-        for start in range(0, len(self.test_y), EVAL_BATCH):
-            x = normalize(self.test_x[start:start + EVAL_BATCH], self.mean, self.std)
+    def test_logits(self) -> torch.Tensor:
+        """(K, N_test, classes) float32: every run on the same test images."""
+        self.pack.eval()
+        batch = max(1, EVAL_IMAGES_PER_BATCH // self.k)
+        out = []
+        for start in range(0, len(self.test_y), batch):
+            x = normalize(self.test_x[start:start + batch], self.mean, self.std).repeat(1, self.k, 1, 1)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with self.autocast():
-                outputs.append(self.forward(x).float())
-        logits = torch.cat(outputs)
-        self.reliability = reliability_bins(logits, self.test_y)
-        return evaluation_metrics(logits, self.test_y, self.data.num_classes)
+                out.append(self.forward(x).float())
+        self.pack.train()
+        return torch.cat(out, dim=1)
+
+    # ------------------------------------------------------------ a dead member
+    @torch.no_grad()
+    def freeze(self, k: int) -> None:
+        """Zero run k's parameters, momentum and BN statistics: its block then computes finite zeros that no
+        gradient moves (weight decay of zero is zero), and its record is already written."""
+        self.alive[k] = False
+        for name, t in list(self.pack.net.named_parameters()) + list(self.pack.net.named_buffers()):
+            if t.dim() and t.is_floating_point():
+                self.pack.member(name, t, k).fill_(1.0 if name.endswith("running_var") else 0.0)
+        for name, buf in zip(self.names, self.sgd.buffers):
+            self.pack.member(name, buf, k).zero_()
+
+    # ------------------------------------------------------------ checkpoints, one per run
+    def member_state(self, k: int) -> dict:
+        return {"epoch": len(self.rows[k]), "model": self.pack.member_state(k),
+                "momentum": {n: self.pack.member(n, b, k).clone() for n, b in zip(self.names, self.sgd.buffers)},
+                "loss_state": self.losses[k].state_dict(), "rows": self.rows[k], "wall_seconds": self.wall_seconds,
+                "reliability": self.reliability[k]}
+
+    def restore_member(self, k: int, state: dict) -> None:
+        self.pack.load_member_state(k, state["model"])
+        with torch.no_grad():
+            for name, buf in zip(self.names, self.sgd.buffers):
+                self.pack.member(name, buf, k).copy_(state["momentum"][name])
+        # checkpoints load to the CPU; a stateful loss's tensors must meet the logits on the device
+        self.losses[k].load_state_dict({key: v.to(self.device) if torch.is_tensor(v) else v
+                                        for key, v in state["loss_state"].items()})
+        self.rows[k], self.reliability[k] = list(state["rows"]), state.get("reliability")
+        self.wall_seconds = state["wall_seconds"]
 
 
-def _summary(run: _Run, status: str, diverged_at=None) -> dict:
-    rows = run.rows
+def dropout_seed(seeds: list[int], epoch: int) -> int:
+    """The global RNG (dropout masks) per epoch, from the runs' seeds: resume stays exact. In a pack the masks
+    of a run depend on its pack-mates' seeds too; their distribution is the solo run's."""
+    return (hash(tuple(seeds)) * 1_000_003 + epoch) % (2 ** 63)
+
+
+def use_cuda_graphs(cfgs: list[RunConfig], device: torch.device) -> bool:
+    setting = cfgs[0].cuda_graphs
+    stateless = not any(losses.get(c.loss, **c.loss_params).spec.stateful for c in cfgs)
+    if setting == "on" and (device.type != "cuda" or not stateless or cfgs[0].compile):
+        raise ValueError("cuda_graphs=on needs a CUDA device, no torch.compile and stateless losses "
+                         "(a stateful loss changes its state in Python between epochs)")
+    return setting == "on" or (setting == "auto" and device.type == "cuda" and stateless and not cfgs[0].compile)
+
+
+class GraphedSteps:
+    """The training step captured as CUDA graphs, one per batch size (full, last partial), per epoch.
+
+    Captured anew each epoch because a loss may read config["epoch"] as a Python number; capturing records
+    kernels without running them, so it changes no state. Warm-up steps (needed once, before the first
+    capture) run on a copy-and-restore of every parameter, buffer, momentum and counter: they leave no trace
+    in BatchNorm statistics or optimizer state.
+    """
+
+    def __init__(self, run: PackRun):
+        self.run = run
+        self.warmed = False
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+
+    def _state_tensors(self) -> list[torch.Tensor]:
+        r = self.run
+        return [*r.params, *r.pack.buffers(), *r.sgd.buffers, r.cursor, r.step_index, r.loss_sum, r.correct,
+                r.first_bad]
+
+    def _warm_up(self, sizes: list[int], config: dict) -> None:
+        saved = [t.clone() for t in self._state_tensors()]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for size in sorted(set(sizes)) * 3:
+                self.run.step(size, config)
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.no_grad():
+            for t, s in zip(self._state_tensors(), saved):
+                t.copy_(s)
+        self.warmed = True
+
+    def epoch(self, sizes: list[int], config: dict):
+        if not self.warmed:
+            self._warm_up(sizes, config)
+        self.graphs = {}  # the last epoch's graphs and their memory go
+        pool = None
+        for size in sorted(set(sizes), reverse=True):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):  # replayed one after another: one memory pool is safe
+                self.run.step(size, config)
+            pool = graph.pool()
+            self.graphs[size] = graph
+        return lambda size: self.graphs[size].replay()
+
+
+# ---------------------------------------------------------------- records
+def _summary(run: PackRun, k: int, status: str, diverged_at=None) -> dict:
+    rows, cfg = run.rows[k], run.cfgs[k]
     summary = {"status": status, "epochs_completed": len(rows), "wall_seconds": run.wall_seconds,
-               "protocol": run.cfg.protocol, "budget": run.cfg.budget_tag(), "eval_split": run.data.eval_split}
+               "protocol": cfg.protocol, "budget": cfg.budget_tag(), "eval_split": run.data.eval_split}
     if rows:
         best = max(rows, key=lambda r: r["test_acc"])
         final = rows[-1]
         summary.update(best_test_acc=best["test_acc"], best_epoch=best["epoch"], final_test_acc=final["test_acc"],
                        final_test_loss=final["test_loss"], final_test_ece=final["test_ece"],
-                       final_test_macro_f1=final["test_macro_f1"], final_reliability=run.reliability)
+                       final_test_macro_f1=final["test_macro_f1"], final_reliability=run.reliability[k])
     else:
-        summary.update({k: None for k in records.SUMMARY_FIELDS if k not in summary})
+        summary.update({key: None for key in records.SUMMARY_FIELDS if key not in summary})
     if diverged_at:
         summary["diverged_at"] = {"epoch": diverged_at[0], "step": diverged_at[1]}
     return summary
 
 
-def _record_config(run: _Run, run_dir: Path) -> None:
-    cfg, data = run.cfg, run.data
-    is_protocol = all(getattr(cfg, k) == v for k, v in PROTOCOL_DEFAULTS.items()) and not cfg.train_subset \
-        and not cfg.val_size
-    records.write_json(run_dir / "config.json", {
+def _config_record(run: PackRun, k: int) -> dict:
+    cfg, data = run.cfgs[k], run.data
+    crop = "RandomCrop(32, padding=4)" + (" + RandomHorizontalFlip" if data.flip else " (no flip for this data set)")
+    return {
         "run": cfg.to_dict(), "run_path": str(cfg.run_path()),
-        "follows_200_epoch_protocol": is_protocol,
-        "resolved": {"precision": run.precision, "channels_last": run.channels_last},
+        "follows_200_epoch_protocol": cfg.follows_protocol(),
+        "resolved": {"precision": run.precision, "channels_last": run.channels_last,
+                     "cuda_graphs": run.graphs is not None},
+        "packing": {"pack_size": run.k, "member": k, "pack": [str(c.run_path()) for c in run.cfgs],
+                    "note": "trained as one packed model with the runs listed; wall and epoch seconds are the "
+                            "pack's, train_images_per_second is this run's images per second"},
         "loss": losses.describe(cfg.loss),
-        "data": {"source": data.source, "train_size": len(data.train_y), "eval_size": len(data.test_y),
-                 "eval_split": data.eval_split, "mean": data.mean, "std": data.std,
-                 "augmentation": "RandomCrop(32, padding=4) + RandomHorizontalFlip, batched on device"},
+        "data": {"source": data.source, "checksums": data.checksums, "train_size": len(data.train_y),
+                 "eval_size": len(data.test_y), "eval_split": data.eval_split, "mean": data.mean, "std": data.std,
+                 "image_prep": data.prep, "augmentation": crop + ", batched on device"},
         "environment": describe_environment(run.device),
-    })
+    }
 
 
-def train(cfg: RunConfig, *, runs_dir: str | Path = "runs", checkpoint_dir: str | Path | None = None,
-          data_root: str | Path | None = None, download: bool = False, resume: bool = False, force: bool = False,
-          progress: bool = True, data: ImageData | None = None) -> dict:
-    """Train one run and write its record; returns the summary.
+# ---------------------------------------------------------------- the entry points
+def train(cfg: RunConfig, **kwargs) -> dict:
+    """Train one run and write its record; returns its summary. See train_pack."""
+    summaries = train_pack([cfg], **kwargs)
+    if summaries[0] is None:
+        files = RunFiles.of(cfg, kwargs.get("runs_dir", "runs"))
+        raise RunBusy(f"{cfg.run_path()} is being trained by another process (pid {holder_pid(files.lock)})")
+    return summaries[0]
 
-    A finished run is left alone (its summary returned) unless ``force``. A run with a
-    checkpoint continues from it with ``resume`` and is refused without it, so that no
-    work is lost by accident.
+
+def train_pack(cfgs: list[RunConfig], *, runs_dir: str | Path = "runs", checkpoint_dir: str | Path | None = None,
+               data_root: str | Path | None = None, download: bool = False, resume: bool = False,
+               force: bool = False, progress: bool = True, data: ImageData | None = None) -> list[dict | None]:
+    """Train K runs of one architecture and data set as one pack; returns each run's summary (None for a run
+    another process holds).
+
+    A finished run is left alone (its summary returned) unless ``force``. A run with a checkpoint continues
+    from it with ``resume`` and is refused without it, so that no work is lost by accident. A member whose
+    loss turns non-finite is recorded 'diverged' (with epoch and step) and frozen; the others go on.
     """
-    run_dir = Path(runs_dir) / cfg.run_path()
-    # checkpoints sit under the runs directory they belong to, in a git-ignored folder; so does the
-    # record while it is being written, which appears under runs/ only once the run has finished
-    work_dir = Path(checkpoint_dir or Path(runs_dir) / ".checkpoints") / cfg.run_path()
-    ckpt_path, staging = work_dir / "last.pt", work_dir / "record"
-    if records.is_finished(run_dir) and not force:
-        return records.read_summary(run_dir)
-    if ckpt_path.is_file() and not (resume or force):
-        raise RunExists(f"{run_dir} has a checkpoint ({ckpt_path}); pass --resume to continue it or --force to restart")
-    if force:
-        ckpt_path.unlink(missing_ok=True)
+    _check_packable(cfgs)
+    files = [RunFiles.of(c, runs_dir, checkpoint_dir) for c in cfgs]
+    for f in files:
+        f.check_same_file_system()
+    with run_locks(files) as held:
+        summaries: list[dict | None] = [None] * len(cfgs)
+        todo = []
+        for i, (cfg, f, mine) in enumerate(zip(cfgs, files, held)):
+            if not mine:
+                continue
+            if records.is_finished(f.record) and not force:
+                summaries[i] = records.read_summary(f.record)
+            else:
+                todo.append(i)
+        if todo:
+            done = _train_members([cfgs[i] for i in todo], [files[i] for i in todo], data_root, download, resume,
+                                  force, progress, data)
+            for i, summary in zip(todo, done):
+                summaries[i] = summary
+        return summaries
 
-    device = resolve_device(cfg.device)
+
+def _check_packable(cfgs: list[RunConfig]) -> None:
+    if not cfgs:
+        raise ValueError("no run to train")
+    for c in cfgs[1:]:
+        if c.pack_key() != cfgs[0].pack_key():
+            diff = [k for k, v in c.to_dict().items() if k not in ("loss", "loss_params", "seed")
+                    and v != getattr(cfgs[0], k)]
+            raise ValueError(f"{c.run_path()} cannot share a pack with {cfgs[0].run_path()}: {', '.join(diff)} differ")
+    paths = [str(c.run_path()) for c in cfgs]
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"a pack names the same run twice: {paths}")
+
+
+def _train_members(cfgs, files, data_root, download, resume, force, progress, data) -> list[dict]:
+    for f in files:
+        if force:
+            f.prune_checkpoints(keep_from=10**9)
+        elif f.checkpoint_epochs() and not resume:
+            raise RunExists(f"{f.record} has a checkpoint (in {f.checkpoints}); pass --resume to continue it or "
+                            "--force to restart")
+    epoch = common_checkpoint_epoch(files) if resume else 0
+    starts = [records.load_checkpoint(f.checkpoint(epoch)) if epoch else None for f in files]
+    device = resolve_device(cfgs[0].device)
+    cfg = cfgs[0]
     data = data or load_dataset(cfg.dataset, data_root, download=download, train_subset=cfg.train_subset,
-                                val_size=cfg.val_size)
-    run = _Run(cfg, data, device)
-    if resume and ckpt_path.is_file():
-        # loaded to the CPU: RNG states must stay CPU tensors; model and optimizer copy theirs to the device
-        run.restore(torch.load(ckpt_path, map_location="cpu", weights_only=True))
-        print(f"resuming {cfg.run_path()} from its checkpoint after epoch {len(run.rows)}")
-    _record_config(run, staging)
+                                val_size=cfg.val_size, prep=cfg.image_prep)
+    run = PackRun(cfgs, data, device)
+    for k, state in enumerate(starts):
+        if state:
+            run.restore_member(k, state)
+    if epoch:
+        print(f"resuming {len(cfgs)} run(s) from their checkpoints after epoch {epoch}", file=sys.stderr)
+    for k, f in enumerate(files):
+        records.start_staging(f.staging, _config_record(run, k), run.rows[k])
+    return _epochs(run, files, progress)
 
-    epochs = tqdm(range(len(run.rows), cfg.epochs), desc=str(cfg.run_path()), initial=len(run.rows),
-                  total=cfg.epochs, disable=not progress)
-    for epoch in epochs:
+
+def common_checkpoint_epoch(files: list[RunFiles]) -> int:
+    """The latest epoch every run of the pack has a checkpoint of (0: from the start). A pack killed while
+    writing its members' checkpoints resumes one epoch back; anything more would discard work, and is refused."""
+    have = [f.checkpoint_epochs() | {0} for f in files]
+    common = max(set.intersection(*have))
+    latest = max(max(h) for h in have)
+    if common < latest - 1:
+        raise ValueError(f"these runs cannot resume as one pack: they have no checkpoint epoch in common near "
+                         f"their latest ({latest}); train them in packs of runs at the same epoch")
+    return common
+
+
+def _epochs(run: PackRun, files: list[RunFiles], progress: bool) -> list[dict]:
+    summaries: list[dict | None] = [None] * run.k
+    first, total = len(run.rows[0]), run.cfgs[0].epochs
+    label = str(run.cfgs[0].run_path()) if run.k == 1 else f"pack of {run.k}: {run.cfgs[0].run_path().parts[1]}"
+    bar = tqdm(range(first, total), desc=label, initial=first, total=total, disable=not progress)
+    for epoch in bar:
         started = time.perf_counter()
-        lr = run.optimizer.param_groups[0]["lr"]
-        train_metrics, diverged_at = run.train_epoch(epoch, progress)
-        if diverged_at:
-            return _finish(run, staging, run_dir, "diverged", diverged_at)
-        run.scheduler.step()
-        row = {"epoch": epoch, "lr": lr, **train_metrics, **run.evaluate()}
+        train_metrics = run.train_epoch(epoch, progress)
+        first_bad = run.first_bad.tolist()
+        logits = run.test_logits()
         seconds = time.perf_counter() - started
-        row.update(epoch_seconds=seconds, train_images_per_second=len(run.train_y) / seconds)
-        run.rows.append(row)
         run.wall_seconds += seconds
-        records.write_metrics(staging / "metrics.csv", run.rows)
-        records.atomic_torch_save(run.state(), ckpt_path)
-        epochs.set_postfix(test_acc=f"{row['test_acc']:.4f}", best=f"{max(r['test_acc'] for r in run.rows):.4f}")
-    return _finish(run, staging, run_dir, "complete")
+        for k in range(run.k):
+            if not run.alive[k]:
+                continue
+            if first_bad[k] >= 0:
+                summaries[k] = _finish(run, k, files[k], "diverged", (epoch, first_bad[k]))
+                run.freeze(k)
+                continue
+            run.reliability[k] = reliability_bins(logits[k], run.test_y)
+            row = {"epoch": epoch, **train_metrics[k], **evaluation_metrics(logits[k], run.test_y,
+                                                                             run.data.num_classes),
+                   "epoch_seconds": seconds, "train_images_per_second": len(run.train_y) / seconds}
+            run.rows[k].append(row)
+            records.write_metrics(files[k].staging / "metrics.csv", run.rows[k])
+            records.atomic_torch_save(run.member_state(k), files[k].checkpoint(epoch + 1))
+        for k in range(run.k):  # only once every member has this epoch's: the two last stay
+            files[k].prune_checkpoints(keep_from=epoch)
+        alive = [k for k in range(run.k) if run.alive[k]]
+        if not alive:
+            break
+        best = max(max(r["test_acc"] for r in run.rows[k]) for k in alive)
+        bar.set_postfix(best_test_acc=f"{best:.4f}", running=len(alive))
+    for k in range(run.k):
+        if summaries[k] is None:
+            summaries[k] = _finish(run, k, files[k], "complete")
+    return summaries
 
 
-def _finish(run: _Run, staging: Path, run_dir: Path, status: str, diverged_at=None) -> dict:
-    summary = _summary(run, status, diverged_at)
-    records.write_json(staging / "summary.json", summary)
-    records.publish_dir(staging, run_dir)
+def _finish(run: PackRun, k: int, f: RunFiles, status: str, diverged_at=None) -> dict:
+    summary = _summary(run, k, status, diverged_at)
+    records.write_json(f.staging / "summary.json", summary)
+    records.publish_dir(f.staging, f.record)
     return summary

@@ -24,11 +24,11 @@ def reliability_bins(logits: torch.Tensor, targets: torch.Tensor, n_bins: int = 
     (equal-width bins [lo, hi), confidence 1 in the last). Written by hand because torchmetrics returns only the ECE."""
     confidence, predicted = logits.float().softmax(dim=1).max(dim=1)
     correct = (predicted == targets).float()
-    edges = torch.linspace(0, 1, n_bins + 1, device=logits.device)
+    edges = torch.linspace(0, 1, n_bins + 1, device=logits.device, dtype=torch.float32)
     index = (torch.bucketize(confidence, edges, right=True) - 1).clamp_(0, n_bins - 1)
-    count = torch.zeros(n_bins, device=logits.device).index_add_(0, index, torch.ones_like(confidence))
-    conf_sum = torch.zeros(n_bins, device=logits.device).index_add_(0, index, confidence)
-    acc_sum = torch.zeros(n_bins, device=logits.device).index_add_(0, index, correct)
+    count = torch.zeros(n_bins, device=logits.device, dtype=torch.float32).index_add_(0, index, torch.ones_like(confidence))
+    conf_sum = torch.zeros(n_bins, device=logits.device, dtype=torch.float32).index_add_(0, index, confidence)
+    acc_sum = torch.zeros(n_bins, device=logits.device, dtype=torch.float32).index_add_(0, index, correct)
     safe = count.clamp(min=1)
     return {"bin_edges": edges.tolist(), "count": count.long().tolist(),
             "mean_confidence": (conf_sum / safe).tolist(), "accuracy": (acc_sum / safe).tolist()}

@@ -52,7 +52,8 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def publish_dir(staging: Path, target: Path) -> None:
-    """Move a finished record directory into place, replacing an older one (a forced re-run)."""
+    """Move a finished record directory into place, replacing an older one (a forced re-run). ``staging`` sits
+    on the destination's file system (see workspace.RunFiles), so each move is one rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
     old = None
     if target.exists():
@@ -78,6 +79,33 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
 
 def _csv_value(v):
     return f"{v:.6g}" if isinstance(v, float) else v
+
+
+CHECKPOINT_KEYS = ("epoch", "model", "momentum", "loss_state", "rows", "wall_seconds")
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A run's checkpoint (to the CPU, tensors only: weights_only never runs code); a corrupt or foreign file is
+    refused with one line that names it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}: {str(err)[:200]}); "
+                         "delete it or pass --force to restart the run") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {missing[0]!r} (written by another version of lossnb?); "
+                         "pass --force to restart the run")
+    return state
+
+
+def start_staging(staging: Path, config: dict, rows: list[dict]) -> None:
+    """A fresh staging folder holding the whole record but the summary: a run that ends at any point (even
+    diverging at its first step) publishes config.json, metrics.csv (perhaps only its header) and summary.json."""
+    shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed process: rewritten from the checkpoint
+    staging.mkdir(parents=True)
+    write_json(staging / "config.json", config)
+    write_metrics(staging / "metrics.csv", rows)
 
 
 def read_summary(run_dir: Path) -> dict | None:

@@ -1,0 +1,117 @@
+"""K models of one architecture trained as one module (the idea of HFTA, Wang et al., MLSys 2021).
+
+Run k's channels are block k of every activation: each convolution becomes one grouped convolution over
+the K runs' channels, each BatchNorm one BatchNorm over K*C channels (it is per channel), each Linear one
+batched matmul. Nothing mixes the blocks, so each run computes exactly its own function and, under the sum
+of the runs' losses, receives exactly its own gradient; the GPU sees K times the work per launch.
+Written by hand because torch.func.vmap over stacked modules cannot update BatchNorm running statistics in
+place, and its grouped-convolution lowering is the same as this.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+PARAMETER_FREE = (nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Flatten,
+                  nn.Identity, nn.Sequential)
+
+
+class PackedLinear(nn.Module):
+    """K Linear layers as one batched matmul: (N, K*in) -> (N, K*out); weight (K, out, in), bias (K, out)."""
+
+    def __init__(self, linears: list[nn.Linear]):
+        super().__init__()
+        self.k, self.in_features, self.out_features = len(linears), linears[0].in_features, linears[0].out_features
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in linears]))
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in linears])) if linears[0].bias is not None \
+            else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        x = x.reshape(n, self.k, self.in_features).transpose(0, 1)  # (K, N, in)
+        y = torch.bmm(x, self.weight.transpose(1, 2))
+        if self.bias is not None:
+            y = y + self.bias[:, None, :]
+        return y.transpose(0, 1).reshape(n, self.k * self.out_features)
+
+
+def _packed_conv(convs: list[nn.Conv2d]) -> nn.Conv2d:
+    c = convs[0]
+    k = len(convs)
+    packed = nn.Conv2d(k * c.in_channels, k * c.out_channels, c.kernel_size, c.stride, c.padding, c.dilation,
+                       groups=k * c.groups, bias=c.bias is not None, padding_mode=c.padding_mode)
+    with torch.no_grad():
+        packed.weight.copy_(torch.cat([m.weight for m in convs]))
+        if c.bias is not None:
+            packed.bias.copy_(torch.cat([m.bias for m in convs]))
+    return packed
+
+
+def _packed_batchnorm(norms: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
+    b = norms[0]
+    packed = nn.BatchNorm2d(len(norms) * b.num_features, b.eps, b.momentum, b.affine, b.track_running_stats)
+    with torch.no_grad():
+        for name, _ in list(packed.named_parameters()) + list(packed.named_buffers()):
+            if name != "num_batches_tracked":
+                getattr(packed, name).copy_(torch.cat([getattr(m, name) for m in norms]))
+    return packed
+
+
+class Pack(nn.Module):
+    """A pack of K models: input (N, K*C, H, W), run k's images in channel block k; output (K, N, classes)."""
+
+    def __init__(self, models: list[nn.Module]):
+        super().__init__()
+        self.k = len(models)
+        self.net = models[0] if self.k == 1 else _pack(models)
+        self.stacked = {f"{name}.{p}" for name, m in self.net.named_modules() if isinstance(m, PackedLinear)
+                        for p in ("weight", "bias")}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out.view(out.shape[0], self.k, -1).transpose(0, 1)
+
+    def member(self, name: str, tensor: torch.Tensor, k: int) -> torch.Tensor:
+        """Run k's part of a packed parameter or buffer (or of a tensor shaped like one): a view."""
+        if name in self.stacked:
+            return tensor[k]
+        if tensor.dim() == 0:  # num_batches_tracked: one count, the same for every run
+            return tensor
+        return tensor.view(self.k, -1, *tensor.shape[1:])[k]
+
+    def member_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Run k's state_dict, loadable into its solo model."""
+        return {name: self.member(name, t, k).clone() for name, t in self.net.state_dict().items()}
+
+    def load_member_state(self, k: int, state: dict[str, torch.Tensor]) -> None:
+        own = self.net.state_dict()
+        if set(state) != set(own):
+            raise ValueError(f"a member state for another model: {sorted(set(state) ^ set(own))[:3]} ...")
+        with torch.no_grad():
+            for name, t in own.items():
+                self.member(name, t, k).copy_(state[name])
+
+
+def _pack(models: list[nn.Module]) -> nn.Module:
+    packed = copy.deepcopy(models[0])
+    modules = [dict(m.named_modules()) for m in models]
+    for name, module in models[0].named_modules():
+        group = [mods[name] for mods in modules]
+        if isinstance(module, nn.Conv2d):
+            _replace(packed, name, _packed_conv(group))
+        elif isinstance(module, nn.BatchNorm2d):
+            _replace(packed, name, _packed_batchnorm(group))
+        elif isinstance(module, nn.Linear):
+            _replace(packed, name, PackedLinear(group))
+        elif next(module.parameters(recurse=False), None) is not None or \
+                next(module.buffers(recurse=False), None) is not None:
+            raise ValueError(f"cannot pack {type(module).__name__} ({name}): it holds parameters and no packed "
+                             "form is written for it")
+    return packed
+
+
+def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, new)

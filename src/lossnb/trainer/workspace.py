@@ -1,0 +1,97 @@
+"""Where a run's files live while it trains, and the lock that makes one process its only trainer.
+
+    runs/<run path>/                 the finished record (config.json, metrics.csv, summary.json)
+    runs/.staging/<run path>/        the record being written: beside its destination, so that publishing
+                                     it is one rename on one file system, whatever the checkpoint folder
+    runs/.locks/<run path>.lock      an flock held by the process training the run, for as long as it trains
+    <checkpoints>/<run path>/epochE.pt  checkpoints of the last two finished epochs (default runs/.checkpoints):
+                                     a pack killed while writing its members' checkpoints still has one epoch
+                                     that every member has, and resumes from it as the same pack
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+from pathlib import Path
+
+from .config import RunConfig
+
+
+BUSY_EXIT = 4  # exit status of `lossnb train` when another process holds (some of) its runs
+
+
+class RunBusy(RuntimeError):
+    """Another process holds the run's lock: it is training it now."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFiles:
+    record: Path
+    staging: Path
+    lock: Path
+    checkpoints: Path
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch{epoch}.pt"
+
+    def checkpoint_epochs(self) -> set[int]:
+        """Epochs (completed) this run has a checkpoint after."""
+        if not self.checkpoints.is_dir():
+            return set()
+        return {int(p.stem[5:]) for p in self.checkpoints.glob("epoch*.pt") if p.stem[5:].isdigit()}
+
+    def prune_checkpoints(self, keep_from: int) -> None:
+        for epoch in self.checkpoint_epochs():
+            if epoch < keep_from:
+                self.checkpoint(epoch).unlink(missing_ok=True)
+
+    @staticmethod
+    def of(cfg: RunConfig, runs_dir: str | Path, checkpoint_dir: str | Path | None = None) -> "RunFiles":
+        runs_dir, path = Path(runs_dir), cfg.run_path()
+        checkpoints = Path(checkpoint_dir) if checkpoint_dir else runs_dir / ".checkpoints"
+        return RunFiles(runs_dir / path, runs_dir / ".staging" / path, (runs_dir / ".locks" / path).with_suffix(".lock"),
+                        checkpoints / path)
+
+    def check_same_file_system(self) -> None:
+        """Staging and record must be one rename apart: checked before training, not after it."""
+        self.staging.parent.mkdir(parents=True, exist_ok=True)
+        self.record.parent.mkdir(parents=True, exist_ok=True)
+        if os.stat(self.staging.parent).st_dev != os.stat(self.record.parent).st_dev:
+            raise ValueError(f"{self.staging.parent} and {self.record.parent} are on different file systems; "
+                             "a record could not be moved into place in one rename")
+
+
+@contextlib.contextmanager
+def run_locks(files: list[RunFiles]):
+    """Yields, for each run, whether this process holds its lock. An flock dies with its holder, so a killed
+    trainer frees its runs, and a live one (an orphan of a killed grid too) keeps them: a run is never
+    trained by two processes at once."""
+    handles = []
+    try:
+        held = []
+        for f in files:
+            f.lock.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(f.lock, "a+")
+            handles.append(handle)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"{os.getpid()}\n")
+                handle.flush()
+                held.append(True)
+            except BlockingIOError:
+                held.append(False)
+        yield held
+    finally:
+        for handle in handles:
+            handle.close()  # closing releases the flock
+
+
+def holder_pid(lock: Path) -> str:
+    try:
+        return lock.read_text().strip() or "?"
+    except OSError:
+        return "?"

@@ -1,0 +1,214 @@
+"""Packed training against an independent reference: K runs trained as one packed model end where each run
+trained alone by a plain PyTorch loop ends (torchvision's per-image crop and flip, torch.optim.SGD, torch's
+CosineAnnealingLR, the unpacked model).
+
+Compared in float64 (the default dtype, set here): not bitwise, since a grouped or channels_last convolution
+sums in another order than a plain one and the SGD update is written p - (lr * d) where torch's foreach path
+fuses p + (-lr) * d; and not in float32, where those rounding differences (1e-7) are amplified by dozens of
+SGD steps through BatchNorm to percent-level differences in small parameters, which would hide a real error.
+In float64 the same amplification leaves them near 1e-9, so a tolerance of 1e-7 separates rounding from bugs.
+The learning rate is 0.01: at 0.1 these tiny batches make the first steps chaotic (differences grow tenfold a
+step), which no tolerance survives.
+"""
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+
+from lossnb import losses
+from lossnb.data import EpochPlan, load_dataset
+from lossnb.losses.registry import LossSpec
+from lossnb.models import get_model
+from lossnb.trainer import RunConfig, RunFiles, records, train_pack
+from lossnb.trainer.pack import Pack
+
+pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                                reason="Debian package dataset-fashion-mnist not installed")
+
+SMALL = dict(arch="resnet20", dataset="fashionmnist", epochs=3, batch_size=32, train_subset=320, val_size=256,
+             protocol="pack-test", precision="fp32", lr=0.01)
+PACK = [RunConfig(loss="ce", seed=1, **SMALL), RunConfig(loss="focal", seed=2, **SMALL),
+        RunConfig(loss="online_ls", seed=3, **SMALL)]  # online label smoothing keeps state across batches
+TIMING = {"epoch_seconds", "train_images_per_second"}
+
+
+def reference_run(cfg: RunConfig, data) -> tuple[torch.nn.Module, list[dict]]:
+    """One run the textbook way: per-image transforms, torch.optim.SGD, CosineAnnealingLR stepped per epoch."""
+    torch.manual_seed(cfg.seed)
+    model = get_model(cfg.arch, data.num_classes, data.in_channels)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    loss_fn = losses.get(cfg.loss, **cfg.loss_params)
+    mean, std = list(data.mean), list(data.std)
+    n, rows = len(data.train_y), []
+    for epoch in range(cfg.epochs):
+        plan = EpochPlan.draw(cfg.seed, epoch, n, torch.device("cpu"), data.flip)
+        config = {"num_classes": 10, "epoch": epoch, "total_epochs": cfg.epochs}
+        loss_sum = 0.0
+        model.train()
+        for start in range(0, n, cfg.batch_size):
+            images = []
+            for i in range(start, min(start + cfg.batch_size, n)):
+                img = TF.crop(TF.pad(data.train_x[plan.order[i]], [4]), int(plan.dy[i]), int(plan.dx[i]), 32, 32)
+                img = TF.horizontal_flip(img) if plan.flip[i] else img
+                images.append(TF.normalize(TF.to_dtype(img, torch.float64, scale=True), mean, std))
+            y = data.train_y[plan.order[start:start + cfg.batch_size]]
+            loss = loss_fn(model(torch.stack(images)), y, config)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(y)
+        sched.step()
+        model.eval()
+        with torch.no_grad():
+            x = TF.normalize(TF.to_dtype(data.test_x, torch.float64, scale=True), mean, std)
+            acc = (model(x).argmax(1) == data.test_y).float().mean().item()
+        rows.append({"train_loss": loss_sum / n, "test_acc": acc})
+    return model, rows
+
+
+def read_rows(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (torch.linalg.vector_norm((a - b).double()) / torch.linalg.vector_norm(b.double()).clamp_min(1e-12)).item()
+
+
+def last_state(cfg, runs_dir):
+    files = RunFiles.of(cfg, runs_dir)
+    return records.load_checkpoint(files.checkpoint(max(files.checkpoint_epochs())))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def float64():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("fashionmnist", train_subset=320, val_size=256)
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory, data):
+    runs = tmp_path_factory.mktemp("packed")
+    train_pack(PACK, runs_dir=runs, progress=False, data=data)
+    return runs
+
+
+@pytest.mark.parametrize("k", range(len(PACK)))
+def test_each_member_of_a_pack_ends_as_its_run_trained_alone(packed, data, k):
+    cfg = PACK[k]
+    model, ref_rows = reference_run(cfg, data)
+    state = last_state(cfg, packed)
+    for name, want in model.state_dict().items():
+        got = state["model"][name]
+        if want.is_floating_point():
+            assert relative_error(got, want) < 1e-7, name
+        else:
+            assert torch.equal(got, want), name  # num_batches_tracked
+    rows = state["rows"]
+    # the epoch's training loss is summed on the device in float32
+    assert [r["train_loss"] for r in rows] == pytest.approx([r["train_loss"] for r in ref_rows], rel=1e-6)
+    assert [r["test_acc"] for r in rows] == [r["test_acc"] for r in ref_rows]
+    config = records.read_summary(packed / cfg.run_path())
+    assert config["status"] == "complete" and config["epochs_completed"] == 3
+
+
+def test_a_pack_records_each_run_in_the_solo_format_with_its_packing(packed):
+    import json
+
+    for k, cfg in enumerate(PACK):
+        run_dir = packed / cfg.run_path()
+        assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "metrics.csv", "summary.json"]
+        config = json.loads((run_dir / "config.json").read_text())
+        assert RunConfig.from_dict(config["run"]) == cfg
+        assert config["packing"]["pack_size"] == 3 and config["packing"]["member"] == k
+        assert config["packing"]["pack"] == [str(c.run_path()) for c in PACK]
+
+
+def test_packing_a_model_computes_each_members_function():
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(get_model("mobilenetv2", 10, 3).eval())
+    pack = Pack(models).eval()
+    x = torch.randn(3, 5, 3, 32, 32)
+    with torch.no_grad():
+        out = pack(x.transpose(0, 1).reshape(5, 9, 32, 32))
+        for k, model in enumerate(models):
+            assert relative_error(out[k], model(x[k])) < 1e-5
+            solo = get_model("mobilenetv2", 10, 3).eval()
+            solo.load_state_dict(pack.member_state(k))
+            assert relative_error(solo(x[k]), model(x[k])) < 1e-6
+
+
+def _nan_from_epoch_one(logits, targets, config):
+    return F.cross_entropy(logits, targets) + (float("nan") if config["epoch"] >= 1 else 0.0)
+
+
+def test_a_diverging_member_is_frozen_and_the_others_end_as_alone(tmp_path, data, monkeypatch):
+    spec = LossSpec("nan_at_1", _nan_from_epoch_one, {}, "test", "", "non-finite from epoch 1 on")
+    monkeypatch.setitem(losses.registry._REGISTRY, "nan_at_1", spec)
+    short = {**SMALL, "epochs": 2}
+    pack = [RunConfig(loss="ce", seed=1, **short), RunConfig(loss="nan_at_1", seed=4, **short),
+            RunConfig(loss="focal", seed=2, **short)]
+    small = load_dataset("fashionmnist", train_subset=96, val_size=256)
+    summaries = train_pack(pack, runs_dir=tmp_path / "pack", progress=False, data=small)
+    assert summaries[1]["status"] == "diverged" and summaries[1]["diverged_at"] == {"epoch": 1, "step": 0}
+    assert summaries[1]["epochs_completed"] == 1
+    sick_dir = tmp_path / "pack" / pack[1].run_path()
+    assert sorted(p.name for p in sick_dir.iterdir()) == ["config.json", "metrics.csv", "summary.json"]
+    for cfg, summary in ((pack[0], summaries[0]), (pack[2], summaries[2])):
+        alone = train_pack([cfg], runs_dir=tmp_path / "alone", progress=False, data=small)[0]
+        assert summary["status"] == "complete"
+        for key in ("best_test_acc", "final_test_acc"):
+            assert summary[key] == alone[key]
+        assert summary["final_test_loss"] == pytest.approx(alone["final_test_loss"], rel=1e-6)
+
+
+def test_a_run_diverging_at_its_first_step_publishes_a_whole_record(tmp_path, data):
+    cfg = RunConfig(loss="ce", **{**SMALL, "arch": "convnet", "lr": 1e30})
+    summary = train_pack([cfg], runs_dir=tmp_path, progress=False, data=data)[0]
+    assert summary["status"] == "diverged" and summary["diverged_at"]["epoch"] == 0
+    run_dir = tmp_path / cfg.run_path()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "metrics.csv", "summary.json"]
+    assert (run_dir / "metrics.csv").read_text().startswith("epoch,lr,")
+    from lossnb.results import load_runs
+
+    runs, _ = load_runs(tmp_path)
+    assert list(runs["status"]) == ["diverged"]
+
+
+def test_a_pack_killed_while_writing_checkpoints_resumes_to_the_uninterrupted_records(tmp_path, data, monkeypatch):
+    cfgs = [RunConfig(loss=loss, seed=seed, **{**SMALL, "arch": "convnet"})
+            for loss, seed in (("ce", 0), ("online_ls", 1), ("poly1", 2))]
+    train_pack(cfgs, runs_dir=tmp_path / "a", progress=False, data=data)
+
+    saved = records.atomic_torch_save
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(obj, path):  # dies after the first member's checkpoint of epoch 2: the others lack it
+        saved(obj, path)
+        if obj["epoch"] == 2:
+            raise Killed
+
+    monkeypatch.setattr(records, "atomic_torch_save", save_then_die)
+    with pytest.raises(Killed):
+        train_pack(cfgs, runs_dir=tmp_path / "b", progress=False, data=data)
+    monkeypatch.setattr(records, "atomic_torch_save", saved)
+    assert not any((tmp_path / "b" / c.run_path()).exists() for c in cfgs)
+    train_pack(cfgs, runs_dir=tmp_path / "b", progress=False, data=data, resume=True)
+    for cfg in cfgs:
+        a, b = read_rows(tmp_path / "a" / cfg.run_path()), read_rows(tmp_path / "b" / cfg.run_path())
+        assert a == b and len(a) == 3
