@@ -1,7 +1,7 @@
 """Fixtures shared by the test modules."""
 import pytest
 
-from lossnb.trainer import loop, records, train
+from lossnb.trainer import RunConfig, loop, records, train
 
 
 class Interrupted(Exception):
@@ -28,3 +28,25 @@ def interrupt_training(monkeypatch):
             monkeypatch.setattr(loop.records, "atomic_torch_save", saved)
 
     return run
+
+
+def write_synthetic_record(root, loss, seed, best, epochs=2, final=None, protocol="t", arch="convnet",
+                           wall_seconds=60.0, pack_size=1, loss_params=None, **summary):
+    """A record in the on-disk format the trainer writes (config.json, metrics.csv, summary.json), with the
+    numbers given: for tests of the analysis, which reads records only."""
+    cfg = RunConfig(arch=arch, dataset="fashionmnist", loss=loss, seed=seed, epochs=epochs, protocol=protocol,
+                    loss_params=loss_params or {})
+    run_dir = root / cfg.run_path()
+    records.write_json(run_dir / "config.json", {"run": cfg.to_dict(), "follows_200_epoch_protocol": epochs == 200,
+                                                 "packing": {"pack_size": pack_size},
+                                                 "environment": {"device_name": "test device"}})
+    final = best if final is None else final
+    rows = [{c: 0.0 for c in records.METRIC_COLUMNS} | {"epoch": e, "test_acc": best - 0.01 * (epochs - 1 - e)}
+            for e in range(epochs)]
+    rows[-1]["test_acc"] = final
+    records.write_metrics(run_dir / "metrics.csv", rows)
+    values = {k: 0.0 for k in records.SUMMARY_FIELDS} | {"status": "complete", "best_test_acc": best,
+                                                        "final_test_acc": final, "epochs_completed": epochs,
+                                                        "wall_seconds": wall_seconds} | summary
+    records.write_json(run_dir / "summary.json", values)
+    return run_dir

@@ -12,18 +12,11 @@ from lossnb.results import RecordError, holm, load_runs, mean_std_table, paired_
 from lossnb.trainer import RunConfig, records
 
 
-def write_record(root, loss, seed, best, epochs=2):
+def write_record(root, loss, seed, best, epochs=2, **kwargs):
     """A record in the on-disk format the trainer writes (config.json, metrics.csv, summary.json)."""
-    cfg = RunConfig(arch="convnet", dataset="fashionmnist", loss=loss, seed=seed, epochs=epochs, protocol="t")
-    run_dir = root / cfg.run_path()
-    records.write_json(run_dir / "config.json", {"run": cfg.to_dict()})
-    rows = [{c: 0.0 for c in records.METRIC_COLUMNS} | {"epoch": e, "test_acc": best - 0.01 * (epochs - 1 - e)}
-            for e in range(epochs)]
-    records.write_metrics(run_dir / "metrics.csv", rows)
-    summary = {k: 0.0 for k in records.SUMMARY_FIELDS} | {"status": "complete", "best_test_acc": best,
-                                                         "final_test_acc": best, "epochs_completed": epochs}
-    records.write_json(run_dir / "summary.json", summary)
-    return run_dir
+    from conftest import write_synthetic_record
+
+    return write_synthetic_record(root, loss, seed, best, epochs=epochs, **kwargs)
 
 
 def test_holm_matches_statsmodels():

@@ -66,15 +66,24 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             warnings.warn(f"skipped {run_dir}: {err}", stacklevel=2)
             continue
         study, task, loss_tag, _ = parts
-        run = rec["config"]["run"]
-        row = {"study": study, "task": task, "loss_tag": loss_tag, "loss": run["loss"], "seed": run["seed"],
-               "epochs": run["epochs"], **{k: rec["summary"].get(k) for k in SUMMARY_FIELDS},
-               "eval_split": rec["summary"].get("eval_split", "test"), "dir": str(run_dir)}
+        config = rec["config"]
+        run = config["run"]
+        row = {"study": study, "task": task, "loss_tag": loss_tag, "loss": run["loss"],
+               "loss_params": run["loss_params"], "seed": run["seed"], "epochs": run["epochs"],
+               **{k: rec["summary"].get(k) for k in SUMMARY_FIELDS},
+               "eval_split": rec["summary"].get("eval_split", "test"),
+               "follows_200_epoch_protocol": bool(config.get("follows_200_epoch_protocol", False)),
+               "image_prep": run.get("image_prep", "pad"),
+               "pack_size": config.get("packing", {}).get("pack_size", 1),
+               "device_name": config.get("environment", {}).get("device_name"), "dir": str(run_dir)}
         rows.append(row)
         curves.append(rec["metrics"].assign(study=study, task=task, loss_tag=loss_tag, seed=run["seed"]))
-    runs = pd.DataFrame(rows)
+    columns = ["study", "task", "loss_tag", "loss", "loss_params", "seed", "epochs", *SUMMARY_FIELDS, "eval_split",
+               "follows_200_epoch_protocol", "image_prep", "pack_size", "device_name", "dir"]
+    runs = pd.DataFrame(rows, columns=columns)  # the columns even when no record exists yet
     runs.attrs["skipped"] = skipped
-    return runs, (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame())
+    empty_curves = pd.DataFrame(columns=[*METRIC_COLUMNS, "study", "task", "loss_tag", "seed"])
+    return runs, (pd.concat(curves, ignore_index=True) if curves else empty_curves)
 
 
 def mean_std_table(runs: pd.DataFrame, metrics=("best_test_acc", "final_test_acc", "final_test_ece",

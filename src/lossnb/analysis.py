@@ -1,0 +1,72 @@
+"""The decisions the book states, as functions of run tables (lossnb.results.load_runs): every pair of losses
+tested with one correction, a design's verdict against the baselines, our numbers beside a published row, and
+the cost of a run. Notebooks call these and draw; no notebook cell decides a claim."""
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .results import holm, mean_std_table
+
+
+def all_pairs(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFrame:
+    """Every pair of losses of one study, on the seeds both completed: mean paired difference (higher mean minus
+    lower), its std, a two-sided paired t-test (scipy.stats.ttest_rel) and Holm's adjustment over all pairs."""
+    wide = runs[runs["status"] == "complete"].pivot_table(index="seed", columns="loss_tag", values=metric)
+    order = wide.mean().sort_values(ascending=False).index.tolist()
+    rows = []
+    for a, b in combinations(order, 2):
+        both = wide[[a, b]].dropna()
+        diff = both[a] - both[b]
+        rows.append({"higher": a, "lower": b, "seeds": len(both), "mean diff": diff.mean(),
+                     "std diff": diff.std(ddof=1) if len(both) > 1 else np.nan,
+                     "p (paired t)": stats.ttest_rel(both[a], both[b]).pvalue if len(both) > 2 else np.nan})
+    pairs = pd.DataFrame(rows, columns=["higher", "lower", "seeds", "mean diff", "std diff", "p (paired t)"])
+    pairs["p (Holm)"] = holm(pairs["p (paired t)"].to_numpy()) if len(pairs) else []
+    return pairs
+
+
+def beats(pairs: pd.DataFrame, a: str, b: str, alpha: float = 0.05) -> bool:
+    """``a`` has the higher mean than ``b`` and the paired test says so after Holm's correction."""
+    row = pairs[(pairs["higher"] == a) & (pairs["lower"] == b)]
+    return bool(len(row)) and bool(row["p (Holm)"].iloc[0] < alpha)
+
+
+def design_verdict(pairs: pd.DataFrame, design: str, baselines: list[str], alpha: float = 0.05) -> dict:
+    """The book's rule: a design meets the target in a study when it beats every baseline (higher mean, Holm-
+    adjusted paired p < alpha, over all pairs of the study); a baseline the study lacks leaves it unjudged."""
+    present = set(pairs["higher"]) | set(pairs["lower"])
+    missing = [b for b in baselines if b not in present]
+    won = {b: beats(pairs, design, b, alpha) for b in baselines if b in present}
+    lost = {b: beats(pairs, b, design, alpha) for b in baselines if b in present}
+    return {"design": design, "beats": [b for b, w in won.items() if w], "beaten_by": [b for b, w in lost.items() if w],
+            "missing": missing, "meets_target": not missing and design in present and all(won.values())}
+
+
+def beside_published(runs: pd.DataFrame, published: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """Our best-epoch accuracy (mean ± std over seeds, in %) beside a published row of the same task: one row per
+    published loss we ran (``names`` maps the published name to our loss tag), with ours minus theirs and that
+    difference in units of our seed std."""
+    table = mean_std_table(runs)
+    rows = []
+    for _, pub in published.iterrows():
+        tag = names.get(pub["loss"])
+        if tag not in table.index:
+            continue
+        mean, std = 100 * table.loc[tag, "best_test_acc mean"], 100 * table.loc[tag, "best_test_acc std"]
+        diff = mean - pub["best_test_acc_percent"]
+        rows.append({"loss": pub["loss"], "ours": tag, "seeds": int(table.loc[tag, "seeds"]), "ours mean %": mean,
+                     "ours std %": std, "theirs %": pub["best_test_acc_percent"], "ours - theirs (pts)": diff,
+                     "in our seed stds": diff / std if std > 0 else np.nan, "source": pub["source"]})
+    return pd.DataFrame(rows)
+
+
+def cost_per_run(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per loss: device minutes a run took, its pack's wall time shared equally among the pack's runs."""
+    done = runs[runs["status"] == "complete"].assign(
+        minutes=lambda r: r["wall_seconds"] / r["pack_size"].clip(lower=1) / 60)
+    return done.groupby("loss_tag").agg(runs=("minutes", "size"), minutes_per_run=("minutes", "mean"),
+                                        pack_size=("pack_size", "max"), device=("device_name", "first"))

@@ -1,0 +1,107 @@
+"""The analysis that decides the book's claims, on synthetic records, against independent computations
+(scipy's paired t-test and statsmodels' Holm correction, arithmetic done here by hand)."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from conftest import write_synthetic_record
+from lossnb.analysis import all_pairs, beside_published, cost_per_run, design_verdict
+from lossnb.results import load_runs
+
+ACC = {"ce": [0.900, 0.910, 0.905, 0.895, 0.902],
+       "label_smoothing": [0.930, 0.941, 0.936, 0.925, 0.934],
+       "focal": [0.899, 0.905, 0.909, 0.894, 0.900],
+       "ours": [0.945, 0.955, 0.951, 0.940, 0.949]}
+
+
+@pytest.fixture
+def study(tmp_path):
+    for loss, accs in ACC.items():
+        name = "ce" if loss == "ours" else loss
+        params = {"label_smoothing": {"eps": 0.1}, "focal": {"gamma": 2}}.get(loss, {})
+        for seed, acc in enumerate(accs):
+            write_synthetic_record(tmp_path, name, seed, acc, epochs=3, protocol="ours" if loss == "ours" else "t",
+                                   loss_params=params, wall_seconds=600.0, pack_size=4)
+    runs, _ = load_runs(tmp_path)
+    runs.loc[runs["study"] == "ours-e3", "loss_tag"] = "ours"  # one study, four losses
+    return runs
+
+
+def test_all_pairs_are_paired_t_tests_with_holm_over_every_pair(study):
+    pairs = all_pairs(study)
+    assert len(pairs) == 6
+    tag = {"ce": "ce", "label_smoothing": "label_smoothing-conventionuniform-eps0.1", "focal": "focal-gamma2",
+           "ours": "ours"}
+    expected_p = []
+    for _, row in pairs.iterrows():
+        a, b = [next(k for k, v in tag.items() if v == t) for t in (row["higher"], row["lower"])]
+        assert np.mean(ACC[a]) > np.mean(ACC[b])
+        assert row["mean diff"] == pytest.approx(np.mean(np.subtract(ACC[a], ACC[b])))
+        assert row["p (paired t)"] == pytest.approx(stats.ttest_rel(ACC[a], ACC[b]).pvalue)
+        expected_p.append(stats.ttest_rel(ACC[a], ACC[b]).pvalue)
+    np.testing.assert_allclose(pairs["p (Holm)"], multipletests(expected_p, method="holm")[1])
+
+
+def test_a_design_meets_the_target_only_by_beating_every_baseline_after_correction(study):
+    pairs = all_pairs(study)
+    baselines = ["ce", "label_smoothing-conventionuniform-eps0.1", "focal-gamma2"]
+    verdict = design_verdict(pairs, "ours", baselines)
+    assert verdict["meets_target"] and sorted(verdict["beats"]) == sorted(baselines)
+    # against a baseline the study lacks, no verdict can be reached
+    unjudged = design_verdict(pairs, "ours", baselines + ["poly1-epsilon1"])
+    assert not unjudged["meets_target"] and unjudged["missing"] == ["poly1-epsilon1"]
+    # focal is below CE on the mean but not significantly: CE does not beat it
+    assert not design_verdict(pairs, "ce", ["focal-gamma2"])["meets_target"]
+    assert design_verdict(pairs, "focal-gamma2", ["ce"])["beaten_by"] == []
+
+
+def test_ours_beside_the_published_row(study):
+    published = pd.DataFrame({"loss": ["focal", "label smoothing", "PolyLoss"],
+                              "best_test_acc_percent": [90.0, 94.82, 94.74], "source": ["theirs"] * 3})
+    table = beside_published(study, published, {"focal": "focal-gamma2",
+                                                "label smoothing": "label_smoothing-conventionuniform-eps0.1",
+                                                "PolyLoss": "poly1-epsilon1"})
+    assert list(table["loss"]) == ["focal", "label smoothing"]  # PolyLoss did not run: no row
+    focal = table.set_index("loss").loc["focal"]
+    assert focal["ours mean %"] == pytest.approx(100 * np.mean(ACC["focal"]))
+    assert focal["ours - theirs (pts)"] == pytest.approx(100 * np.mean(ACC["focal"]) - 90.0)
+    assert focal["in our seed stds"] == pytest.approx((100 * np.mean(ACC["focal"]) - 90.0)
+                                                      / (100 * np.std(ACC["focal"], ddof=1)))
+
+
+def test_cost_per_run_shares_a_packs_time_among_its_runs(study):
+    cost = cost_per_run(study)
+    assert cost.loc["ce", "minutes_per_run"] == pytest.approx(600.0 / 4 / 60)
+    assert cost.loc["ce", "runs"] == 5
+
+
+def test_the_200_epoch_chapter_runs_on_records_and_without_them(tmp_path):
+    """The chapter executes top to bottom (papermill fails on any error cell) on a synthetic study with a
+    diverged run and on an empty runs folder, and says which case it is in."""
+    import json
+    from pathlib import Path
+
+    import papermill
+
+    notebook = Path(__file__).parents[1] / "notebooks" / "benchmark_200.ipynb"
+    runs = tmp_path / "runs"
+    for loss, params in (("ce", {}), ("label_smoothing", {"eps": 0.1}), ("focal", {"gamma": 2}),
+                         ("poly1", {"epsilon": 1}), ("complement_ls", {"eps": 0.1})):
+        for seed, acc in zip((42, 123, 456), (0.940, 0.945, 0.942)):
+            write_synthetic_record(runs, loss, seed, acc + (0.004 if loss == "label_smoothing" else 0), epochs=200,
+                                   protocol="bench-fmnist", arch="mobilenetv2", loss_params=params,
+                                   wall_seconds=1200.0, pack_size=12)
+    write_synthetic_record(runs, "ce", 7, 0.1, epochs=200, protocol="bench-fmnist", arch="mobilenetv2",
+                           status="diverged")
+    (tmp_path / "empty").mkdir()
+    for folder, expected in ((runs, "Ours beside the published row"), (tmp_path / "empty", "No 200-epoch record")):
+        out = tmp_path / f"{folder.name}.ipynb"
+        papermill.execute_notebook(str(notebook), str(out), parameters={"runs_dir": str(folder)},
+                                   cwd=str(notebook.parent), kernel_name="python3", progress_bar=False)
+        text = json.dumps(json.loads(out.read_text())["cells"])
+        assert expected in text
+    text = json.dumps(json.loads((tmp_path / "runs.ipynb").read_text())["cells"])
+    assert "mobilenetv2-fashionmnist" in text and "94.82" in text  # the published label smoothing row
+    assert "complement_ls-eps0.1" in text and "does not meet the target" in text
