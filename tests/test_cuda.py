@@ -53,8 +53,11 @@ def test_graphed_steps_equal_eager_steps(exact):
         assert (run.graphs is not None) == (graphs == "on")
         metrics = [run.train_epoch(e, progress=False) for e in range(2)]
         results.append((metrics, [t.detach().clone() for t in run.pack.state_dict().values()],
-                        [b.clone() for b in run.sgd.buffers]))
-    (m_graph, s_graph, b_graph), (m_eager, s_eager, b_eager) = results
+                        [b.clone() for b in run.sgd.buffers], run.test_logits().clone()))
+        if graphs == "on":  # the evaluation graph replays the eager evaluation of the same weights
+            assert torch.allclose(run.test_logits(), run.eager_test_logits(), rtol=1e-5, atol=1e-5)
+    (m_graph, s_graph, b_graph, l_graph), (m_eager, s_eager, b_eager, l_eager) = results
+    assert torch.allclose(l_graph, l_eager, rtol=1e-4, atol=1e-4)
     for a, b in zip(s_graph + b_graph, s_eager + b_eager):
         assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6)
     for ra, rb in zip(sum(m_graph, []), sum(m_eager, [])):

@@ -212,3 +212,20 @@ def test_a_pack_killed_while_writing_checkpoints_resumes_to_the_uninterrupted_re
     for cfg in cfgs:
         a, b = read_rows(tmp_path / "a" / cfg.run_path()), read_rows(tmp_path / "b" / cfg.run_path())
         assert a == b and len(a) == 3
+
+
+def test_the_last_partial_batch_is_trained(data):
+    """60000 % 128 = 96 in the benchmark's task: the last, smaller batch is a step of its own, every image of
+    the epoch is seen once (a batch of 1 is the one left out: BatchNorm needs 2)."""
+    from lossnb.trainer.loop import PackRun
+
+    cfg = RunConfig(loss="ce", seed=0, **{**SMALL, "arch": "convnet", "epochs": 1})
+    for n, expected in ((100, [32, 32, 32, 4]), (97, [32, 32, 32])):
+        subset = load_dataset("fashionmnist", train_subset=n, val_size=256)
+        run = PackRun([cfg, RunConfig(loss="focal", seed=1, **{**SMALL, "arch": "convnet", "epochs": 1})], subset,
+                      torch.device("cpu"))
+        assert run.batches() == expected
+        run.train_epoch(0, progress=False)
+        assert int(run.step_index) == len(expected) and int(run.cursor) == sum(expected)
+        seen = run.plan.order[:, :sum(expected)]
+        assert all(len(set(row.tolist())) == sum(expected) for row in seen)  # each image once, per run

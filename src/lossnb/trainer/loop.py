@@ -67,6 +67,7 @@ class PackRun:
         self.correct = torch.zeros(self.k, dtype=torch.long, device=device)
         self.first_bad = torch.full((self.k,), -1, dtype=torch.long, device=device)
         self.alive = [True] * self.k
+        self.loss_weight = torch.ones(self.k, device=device)  # 0 for a frozen member: its gradient is zero
         self.rows: list[list[dict]] = [[] for _ in cfgs]
         self.reliability: list[dict | None] = [None] * self.k
         self.wall_seconds = 0.0
@@ -98,7 +99,7 @@ class PackRun:
             logits = self.forward(x)
             per_run = torch.stack([loss(logits[k], y[k], config) for k, loss in enumerate(self.losses)]).float()
         # the sum of the runs' mean losses: each run's gradient is its own (nothing mixes the runs' blocks)
-        grads = torch.autograd.grad(per_run.sum(), self.params)
+        grads = torch.autograd.grad((per_run * self.loss_weight).sum(), self.params)
         self.sgd.step(grads)
         with torch.no_grad():
             bad = ~torch.isfinite(per_run)
@@ -122,7 +123,7 @@ class PackRun:
         config = {"num_classes": self.data.num_classes, "epoch": epoch, "total_epochs": self.cfgs[0].epochs}
         self.pack.train()
         sizes = self.batches()
-        steps = self.graphs.epoch(sizes, config) if self.graphs else (lambda size: self.step(size, config))
+        steps = self._graphed_steps(sizes, config) if self.graphs else (lambda size: self.step(size, config))
         # the per-step bar only where someone watches (a log file keeps the per-epoch bar)
         for size in tqdm(sizes, desc=f"epoch {epoch + 1}", leave=False, disable=not (progress and sys.stderr.isatty())):
             steps(size)
@@ -130,10 +131,33 @@ class PackRun:
         loss_sum, correct = self.loss_sum.tolist(), self.correct.tolist()
         return [{"lr": lr, "train_loss": loss_sum[k] / seen, "train_acc": correct[k] / seen} for k in range(self.k)]
 
+    def _graphed_steps(self, sizes: list[int], config: dict):
+        """This epoch's graphs; if capture fails on this machine (a loss that syncs with the host, a driver
+        limit), the pack says why and trains on eagerly, and its records say it ran without graphs."""
+        try:
+            return self.graphs.epoch(sizes, config)
+        except RuntimeError as err:
+            torch.cuda.synchronize(self.device)
+            print(f"CUDA graph capture failed ({str(err).splitlines()[0][:200]}); training on without graphs",
+                  file=sys.stderr)
+            self.graphs = None
+            return lambda size: self.step(size, config)
+
     # ------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def test_logits(self) -> torch.Tensor:
-        """(K, N_test, classes) float32: every run on the same test images."""
+        """(K, N_test, classes) float32: every run on the same test images (replayed from a graph on CUDA)."""
+        if self.graphs and self.graphs.eval_ok:
+            try:
+                return self.graphs.test_logits()
+            except RuntimeError as err:  # as for training: say why, evaluate eagerly from now on
+                torch.cuda.synchronize(self.device)
+                print(f"CUDA graph capture of the evaluation failed ({str(err).splitlines()[0][:200]})",
+                      file=sys.stderr)
+                self.graphs.eval_ok = False
+        return self.eager_test_logits()
+
+    @torch.no_grad()
+    def eager_test_logits(self) -> torch.Tensor:
         self.pack.eval()
         batch = max(1, EVAL_IMAGES_PER_BATCH // self.k)
         out = []
@@ -149,9 +173,10 @@ class PackRun:
     # ------------------------------------------------------------ a dead member
     @torch.no_grad()
     def freeze(self, k: int) -> None:
-        """Zero run k's parameters, momentum and BN statistics: its block then computes finite zeros that no
-        gradient moves (weight decay of zero is zero), and its record is already written."""
+        """Zero run k's parameters, momentum and BN statistics and its loss's weight: its block then computes
+        finite numbers, its gradient is zero (weight decay of zero is zero), and its record is already written."""
         self.alive[k] = False
+        self.loss_weight[k] = 0.0
         for name, t in list(self.pack.net.named_parameters()) + list(self.pack.net.named_buffers()):
             if t.dim() and t.is_floating_point():
                 self.pack.member(name, t, k).fill_(1.0 if name.endswith("running_var") else 0.0)
@@ -205,6 +230,9 @@ class GraphedSteps:
         self.run = run
         self.warmed = False
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.eval_graph: torch.cuda.CUDAGraph | None = None
+        self.eval_out: torch.Tensor | None = None
+        self.eval_ok = True
 
     def _state_tensors(self) -> list[torch.Tensor]:
         r = self.run
@@ -236,6 +264,21 @@ class GraphedSteps:
             pool = graph.pool()
             self.graphs[size] = graph
         return lambda size: self.graphs[size].replay()
+
+    def test_logits(self) -> torch.Tensor:
+        """The whole evaluation as one graph, captured once: the test images never change, and BatchNorm's
+        running statistics are read where training updates them in place."""
+        if self.eval_graph is None:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.eval_out = self.run.eager_test_logits()  # warm-up; evaluation changes no state
+            torch.cuda.current_stream().wait_stream(side)
+            self.eval_graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.eval_graph):
+                self.eval_out.copy_(self.run.eager_test_logits())
+        self.eval_graph.replay()
+        return self.eval_out
 
 
 # ---------------------------------------------------------------- records
@@ -407,6 +450,7 @@ def _epochs(run: PackRun, files: list[RunFiles], progress: bool) -> list[dict]:
 
 def _finish(run: PackRun, k: int, f: RunFiles, status: str, diverged_at=None) -> dict:
     summary = _summary(run, k, status, diverged_at)
+    records.write_json(f.staging / "config.json", _config_record(run, k))  # as it ended (graphs may have gone)
     records.write_json(f.staging / "summary.json", summary)
     records.publish_dir(f.staging, f.record)
     return summary
