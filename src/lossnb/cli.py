@@ -92,6 +92,17 @@ def _train(args) -> int:
 def _losses(args) -> int:
     from . import losses
 
+    if args.name == "check":
+        if not args.target:
+            raise ValueError("lossnb losses check needs a loss: a file (path/custom_loss.py[:function]) or a name")
+        from .losses.check import check_loss
+
+        results = check_loss(args.target)
+        for r in results:
+            print(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<26} {r.detail}")
+        failed = [r.name for r in results if not r.passed]
+        print(f"verdict: {'meets the loss contract' if not failed else 'fails: ' + ', '.join(failed)}")
+        return 0 if not failed else 1
     if args.name:
         print(json.dumps(losses.describe(args.name), indent=2))
     else:
@@ -202,8 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_train)
 
-    ls = sub.add_parser("losses", help="list the losses, or describe one")
-    ls.add_argument("name", nargs="?")
+    ls = sub.add_parser("losses", help="list the losses, describe one, or check one against the contract "
+                                       "(lossnb losses check path/custom_loss.py)")
+    ls.add_argument("name", nargs="?", help="a loss name or loss file to describe, or 'check'")
+    ls.add_argument("target", nargs="?", help="with check: the loss file (or name) to check")
     ls.set_defaults(func=_losses)
 
     ex = sub.add_parser("export-loss", help="write a standalone compute_loss for the benchmark's custom_loss.py")

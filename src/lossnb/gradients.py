@@ -29,6 +29,6 @@ def loss_curves(name: str, num_classes: int, p_t: torch.Tensor, **hparams) -> pd
         grads.append(g[0])
     grad = torch.stack(grads)
     p = p_t.double()
-    return pd.DataFrame({"loss": name, "C": num_classes, "p_t": p.numpy(), "value": values,
+    return pd.DataFrame({"loss": loss.spec.name, "C": num_classes, "p_t": p.numpy(), "value": values,
                          "grad_target": grad[:, 0].numpy(), "grad_other": grad[:, 1].numpy(),
                          "weight": (grad[:, 0] / (p - 1)).numpy()})

@@ -10,6 +10,7 @@ losses:                           # a name, or a name with params and, optionall
   - ce
   - {name: focal, params: {gamma: 0.5}}
   - {name: gce, params: {q: 0.7}, seeds: [0, 1, 2]}
+  - my_losses/custom_loss.py      # a loss file (relative to this grid file), or my_losses/file.py:function
 seeds: [0, 1, 2, 3, 4]
 ```
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from ..losses import is_loss_file
 from ..trainer import RunConfig
 
 TOP_KEYS = ("protocol", "description", "budget", "tasks", "losses", "seeds")
@@ -75,7 +77,7 @@ def parse_grid(raw: Any, source: str = "<grid>") -> Grid:
         if missing:
             raise GridError(f"{where} tasks[{i}] is missing {', '.join(map(repr, missing))}")
         for j, entry in enumerate(losses):
-            name, params, loss_seeds = _loss_entry(entry, f"{where} losses[{j}]", seeds)
+            name, params, loss_seeds = _loss_entry(entry, f"{where} losses[{j}]", seeds, Path(source).parent)
             for seed in loss_seeds:
                 try:
                     runs.append(RunConfig(arch=task["arch"], dataset=task["dataset"], loss=name, loss_params=params,
@@ -110,9 +112,9 @@ def _seeds(value: Any, where: str) -> list[int]:
     return seeds
 
 
-def _loss_entry(entry: Any, where: str, default_seeds: list[int]) -> tuple[str, dict, list[int]]:
+def _loss_entry(entry: Any, where: str, default_seeds: list[int], base: Path) -> tuple[str, dict, list[int]]:
     if isinstance(entry, str):
-        return entry, {}, default_seeds
+        return _loss_name(entry, base), {}, default_seeds
     _check_mapping(entry, LOSS_KEYS, where, "a loss entry")
     if "name" not in entry:
         raise GridError(f"{where} needs a 'name'")
@@ -120,4 +122,11 @@ def _loss_entry(entry: Any, where: str, default_seeds: list[int]) -> tuple[str, 
     if not isinstance(params, dict):
         raise GridError(f"{where} params must be a mapping, got {params!r}")
     seeds = _seeds(entry["seeds"], f"{where} seeds") if "seeds" in entry else default_seeds
-    return entry["name"], params, seeds
+    return _loss_name(entry["name"], base), params, seeds
+
+
+def _loss_name(name: Any, base: Path) -> Any:
+    """A loss file named in a grid is relative to the grid file's folder."""
+    if is_loss_file(name) and not Path(name.split(".py:")[0]).is_absolute():
+        return str(base / name)
+    return name

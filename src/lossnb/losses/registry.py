@@ -8,6 +8,7 @@ and returns a :class:`Loss`, a plain callable with the benchmark's contract.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -32,6 +33,7 @@ class LossSpec:
     formula: str  # LaTeX, per sample; the batch loss is the mean over samples
     summary: str
     stateful: bool = False
+    source_file: dict | None = None  # a loss file's path, function and sha256 (lossnb.losses.files)
 
 
 _REGISTRY: dict[str, LossSpec] = {}
@@ -56,11 +58,17 @@ def available() -> list[str]:
 
 
 def spec(name: str) -> LossSpec:
-    """The registry entry of ``name``; an unknown name lists the choices."""
+    """The registry entry of ``name`` (or of a loss file, ``path.py`` or ``path.py:function``); an unknown name
+    lists the choices."""
+    from .files import file_spec, is_loss_file
+
+    if is_loss_file(name):
+        return file_spec(name)
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(available())}") from None
+        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(available())}, or a loss file "
+                         "(path/custom_loss.py)") from None
 
 
 def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +134,8 @@ class Loss:
         """Self-contained ``compute_loss`` source for the benchmark's custom_loss.py."""
         from .export import export_source
 
+        if self.spec.source_file:  # a loss file is already one
+            return Path(self.spec.source_file["path"]).read_text()
         return export_source(self.name, **self.hparams)
 
     def __repr__(self) -> str:

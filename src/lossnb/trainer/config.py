@@ -34,7 +34,7 @@ def _required(help: str) -> Any:
 class RunConfig:
     arch: str = _required("architecture (lossnb.models)")
     dataset: str = _required("data set")
-    loss: str = _required("loss name (lossnb losses lists them)")
+    loss: str = _required("loss name (lossnb losses lists them), or a loss file: path/custom_loss.py[:function]")
     seed: int = _f(0, "seed of initialisation, data order and augmentation", minimum=0)
     loss_params: dict = _f({}, "loss hyperparameters")
     epochs: int = _f(200, "epochs (the cosine schedule spans them all)", minimum=1)
@@ -63,6 +63,8 @@ class RunConfig:
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(sorted(DATASETS))}")
         self.loss_params = losses.registry.resolve_hparams(self.loss, dict(self.loss_params))
+        # a loss file is named by its stem and hash, fixed here: a file edited later is another run
+        self._loss_tag = losses.spec(self.loss).name if losses.is_loss_file(self.loss) else None
         if not self.protocol or "/" in self.protocol:
             raise ValueError(f"protocol name {self.protocol!r} must be non-empty and contain no '/'")
         _check_device_name(self.device)
@@ -98,6 +100,8 @@ class RunConfig:
         return all(getattr(self, k) == default(k) for k in keys) and not self.train_subset and not self.val_size
 
     def loss_tag(self) -> str:
+        if self._loss_tag:
+            return self._loss_tag
         params = "-".join(f"{k}{_fmt(v)}" for k, v in sorted(self.loss_params.items()))
         return f"{self.loss}-{params}" if params else self.loss
 

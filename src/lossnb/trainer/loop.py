@@ -24,6 +24,7 @@ from .sgd import SGD
 from .workspace import RunBusy, RunFiles, holder_pid, run_locks
 
 EVAL_IMAGES_PER_BATCH = 2048  # test images x runs per evaluation batch
+LOSS_FILE_COPY = "loss_file.py"  # a run with a loss file keeps a copy of it in its record
 
 
 class RunExists(RuntimeError):
@@ -55,6 +56,10 @@ class PackRun:
         self.params = [p for _, p in self.pack.net.named_parameters()]
         self.sgd = SGD(self.params, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov)
         self.losses = [losses.get(c.loss, **c.loss_params) for c in cfgs]
+        for c, loss in zip(cfgs, self.losses):
+            if loss.spec.source_file and loss.spec.name != c.loss_tag():
+                raise ValueError(f"loss file {c.loss} changed since {c.run_path()} was configured "
+                                 f"(now {loss.spec.name}); configure the run again")
         self.mean = torch.tensor(data.mean, device=device, dtype=torch.get_default_dtype())
         self.std = torch.tensor(data.std, device=device, dtype=torch.get_default_dtype())
         self.train_x, self.train_y = pad_images(data.train_x).to(device), data.train_y.to(device)
@@ -394,6 +399,8 @@ def _train_members(cfgs, files, data_root, download, resume, force, progress, da
         print(f"resuming {len(cfgs)} run(s) from their checkpoints after epoch {epoch}", file=sys.stderr)
     for k, f in enumerate(files):
         records.start_staging(f.staging, _config_record(run, k), run.rows[k])
+        if run.losses[k].spec.source_file:  # the code behind the numbers, in the record
+            losses.files.copy_verified(run.losses[k].spec.source_file, f.staging / LOSS_FILE_COPY)
     return _epochs(run, files, progress)
 
 
