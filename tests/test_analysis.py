@@ -105,3 +105,14 @@ def test_the_200_epoch_chapter_runs_on_records_and_without_them(tmp_path):
     text = json.dumps(json.loads((tmp_path / "runs.ipynb").read_text())["cells"])
     assert "mobilenetv2-fashionmnist" in text and "94.82" in text  # the published label smoothing row
     assert "complement_ls-eps0.1" in text and "does not meet the target" in text
+
+
+def test_list_parameters_given_with_papermill_p_are_read_or_refused_with_what_to_write():
+    from lossnb.notebook_params import as_dict, as_list
+
+    assert as_list("[10, 20]", "class_counts") == [10, 20] and as_list([10], "class_counts") == [10]
+    assert as_dict("{focal: focal-gamma2}", "names") == {"focal": "focal-gamma2"}
+    with pytest.raises(ValueError, match=r"class_counts must be a list, got 10; with papermill pass -y 'class_counts: \[10, 100\]'"):
+        as_list("10", "class_counts")
+    with pytest.raises(ValueError, match="must be a dict"):
+        as_dict("[1, 2", "names")

@@ -200,3 +200,63 @@ def test_stateful_loss_state_round_trips_through_state_dict():
     copy.load_state_dict(ours.state_dict())
     z, t = batch(n=30, c=3, seed=9, dtype=torch.float32)
     assert torch.equal(ours(z, t, cfg(3, 2, 4)), copy(z, t, cfg(3, 2, 4)))
+
+
+# ---------------------------------------------------------------- the contract on every call, and in the export
+
+def test_the_target_range_is_checked_on_every_call_not_only_the_first():
+    loss, z = L.get("ce"), torch.randn(4, 3)
+    loss(z, torch.tensor([0, 1, 2, 1]), cfg(3))
+    for bad, named in (([0, -100, 2, 1], -100), ([0, 1, 3, 1], 3)):  # -100: torch's ignore_index, not contract
+        with pytest.raises(ValueError, match=f"target {named} is outside"):
+            loss(z, torch.tensor(bad), cfg(3))
+    with pytest.raises(ValueError, match="target -1 is outside"):  # a retry after an error is checked too
+        loss(z, torch.tensor([-1, 0, 0, 0]), cfg(3))
+    empty = loss(torch.randn(0, 3), torch.zeros(0, dtype=torch.long), cfg(3))  # an empty batch is no error
+    assert torch.is_tensor(empty)
+
+
+@pytest.mark.parametrize("name", L.available())
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8, torch.int16])
+def test_targets_of_any_integer_dtype_give_the_int64_values(name, dtype):
+    z, t = batch(n=10, c=5, dtype=torch.float32)
+    want = L.get(name)(z, t, cfg(5))
+    assert torch.equal(L.get(name)(z, t.to(dtype), cfg(5)), want)
+
+
+@pytest.mark.parametrize("logits, targets, config, match", [
+    (torch.randn(4, 3), torch.tensor([0, 1, 2, 1]), cfg(5), "num_classes=5 but logits have 3"),
+    (torch.randn(4), torch.tensor([0, 1, 2, 1]), cfg(3), r"2-D \(N, C\)"),
+    (torch.randn(4, 3), torch.tensor([0, -100, 2, 1]), cfg(3), "target -100 is outside"),
+    (torch.randn(4, 3), torch.tensor([0.0, 1.0, 2.0, 1.0]), cfg(3), "integer tensor of class ids"),
+])
+def test_the_exported_compute_loss_checks_what_the_library_checks(logits, targets, config, match):
+    compute_loss = _exec_export(L.export_source("label_smoothing"))
+    with pytest.raises(ValueError, match=match):
+        compute_loss(logits, targets, config)
+    with pytest.raises(ValueError, match=match):
+        L.get("label_smoothing")(logits, targets, config)
+
+
+# ---------------------------------------------------------------- our designs: gradients of every order
+
+@pytest.mark.parametrize("name, hparams", [("capped_ce", {"p_cap": 0.9, "sharpness": 10.0}),
+                                           ("complement_ls", {"eps": 0.3})])
+def test_gradcheck_of_our_designs(name, hparams):
+    """selfshaped_ls is left out on purpose: its wrong-class target is a stop-gradient of the model's own
+    probabilities, so its gradient is by design not the derivative of its value, which is what gradcheck
+    compares against (its gradient is checked against its closed form in test_losses_reference.py)."""
+    z, t = batch(n=6, c=4, seed=5)
+    loss = L.get(name, **hparams)
+    assert torch.autograd.gradcheck(lambda x: loss(x, t, cfg(4)), (z.clone().requires_grad_(),), eps=1e-6,
+                                    atol=1e-5)
+    assert torch.autograd.gradgradcheck(lambda x: loss(x, t, cfg(4)), (z.clone().requires_grad_(),), eps=1e-6,
+                                        atol=1e-5)
+
+
+def test_complement_ls_on_an_empty_batch_is_nan_like_cross_entropy():
+    z, t = torch.randn(0, 5, requires_grad=True), torch.zeros(0, dtype=torch.long)
+    value = L.get("complement_ls")(z, t, cfg(5))
+    assert torch.isnan(value) and torch.isnan(F.cross_entropy(z, t))
+    value.backward()
+    assert z.grad.shape == (0, 5)

@@ -41,25 +41,33 @@ def complement_ls(logits, targets, config, eps=0.1):
 class ComplementLS(torch.autograd.Function):
     """Mean over the batch of -log p_t + a/(C-1) sum_{k != t} -log q_k, with its closed-form gradient
     p - e_t + a (q - u), u uniform over the wrong classes. Written by hand because autograd through the two
-    log-softmaxes takes 32 aten ops (this, 19), and at batch 128 a loss's time is per-op dispatch."""
+    log-softmaxes takes 32 aten ops (this, 19), and at batch 128 a loss's time is per-op dispatch. Where a
+    second derivative is asked for (create_graph), the backward recomputes the two log-softmaxes from the
+    logits with differentiable ops, so it is itself differentiable."""
 
     @staticmethod
     def forward(ctx, z, targets, a):
         t = targets[:, None]
         wrong, n = max(z.shape[1] - 1, 1), z.shape[0]
-        log_p = F.log_softmax(z, dim=1)
-        # log q_k: a log-softmax over the wrong logits alone (never dividing by a vanishing 1 - p_t)
-        log_q = F.log_softmax(z.scatter(1, t, float("-inf")), dim=1)
-        ctx.save_for_backward(log_p, log_q, t)
+        log_p, log_q = _log_p_and_q(z, t)
+        ctx.save_for_backward(z, log_p, log_q, t)
         ctx.a, ctx.wrong = a, wrong
-        # mean of -log p_t, plus a/(C-1) times the batch mean of sum_{k != t} -log q_k (log q_t = -inf: zeroed)
-        return torch.add(F.nll_loss(log_p, targets), log_q.scatter(1, t, 0.0).sum(), alpha=-a / (wrong * n))
+        # mean of -log p_t, plus a/(C-1) times the batch mean of sum_{k != t} -log q_k (log q_t = -inf: zeroed);
+        # an empty batch gives nan, as F.cross_entropy's mean does
+        return torch.add(F.nll_loss(log_p, targets), log_q.scatter(1, t, 0.0).sum(), alpha=-a / (wrong * max(n, 1)))
 
     @staticmethod
     def backward(ctx, grad):
-        log_p, log_q, t = ctx.saved_tensors
+        z, log_p, log_q, t = ctx.saved_tensors
         a, wrong = ctx.a, ctx.wrong
+        if torch.is_grad_enabled():  # a double backward: the gradient as a function of z
+            log_p, log_q = _log_p_and_q(z, t)
         # p + a q - a/(C-1) everywhere; at t, q_t = 0 and the right value is p_t - 1
-        g = torch.add(log_p.exp(), log_q.exp(), alpha=a).sub_(a / wrong)
-        g.scatter_add_(1, t, torch.full(t.shape, a / wrong - 1, dtype=g.dtype, device=g.device))
-        return g.mul_(grad / log_p.shape[0]), None, None
+        g = torch.add(log_p.exp(), log_q.exp(), alpha=a) - a / wrong
+        g = g.scatter_add(1, t, torch.full(t.shape, a / wrong - 1, dtype=g.dtype, device=g.device))
+        return g * (grad / max(z.shape[0], 1)), None, None
+
+
+def _log_p_and_q(z, t):
+    """log p, and log q: a log-softmax over the wrong logits alone (never dividing by a vanishing 1 - p_t)."""
+    return F.log_softmax(z, dim=1), F.log_softmax(z.scatter(1, t, float("-inf")), dim=1)

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import types
 
+from .contract import check_inputs
 from .registry import resolve_hparams, spec
 
 # module objects a loss may use, and the import line that brings each into the export
@@ -75,6 +76,8 @@ def export_source(name: str, **hparams) -> str:
     s = spec(name)
     bound = resolve_hparams(name, hparams)
     functions, imports = _dependencies(s.fn)
+    checks, check_imports = _dependencies(check_inputs)  # the contract, checked as lossnb checks it
+    functions, imports = checks + [f for f in functions if f not in checks], imports | check_imports
     args = ", ".join(f"{k}={v!r}" for k, v in bound.items())
     state_arg = "_STATE, " if s.stateful else ""
     call = f"{s.fn.__name__}(logits, targets, config, {state_arg}{args})".replace(", )", ")")
@@ -92,7 +95,9 @@ def export_source(name: str, **hparams) -> str:
     parts += [_function_source(f) for f in functions]
     parts.append(
         "def compute_loss(logits, targets, config):\n"
-        '    """logits (N, C) float, targets (N,) int64, config {num_classes, epoch, total_epochs} -> scalar."""\n'
+        '    """logits (N, C) float, targets (N,) integer class ids, config {num_classes, epoch, total_epochs}\n'
+        '    -> scalar."""\n'
+        "    targets = check_inputs(logits, targets, config)\n"
         f"    return {call}\n"
     )
     return "\n\n\n".join(p.rstrip("\n") for p in parts) + "\n"

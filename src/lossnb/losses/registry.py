@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import torch
 
+from .contract import check_inputs
+
 
 @dataclasses.dataclass(frozen=True)
 class Param:
@@ -100,10 +102,8 @@ def make_config(num_classes: int, epoch: int = 0, total_epochs: int = 1) -> dict
 class Loss:
     """A registry loss with its hyperparameters bound: ``loss(logits, targets, config)``.
 
-    Input checks on every call are on metadata only (shape, dtype). The target range
-    needs the values, so it is checked on the first call only: training never syncs
-    with the host per step, and the trainer checks every label once when the data
-    set loads. (Later out-of-range targets still fail inside torch's own indexing.)
+    Every call checks the contract (lossnb.losses.contract.check_inputs: shapes, dtypes, config keys, the
+    target range without a host sync on CUDA), and the exported compute_loss runs the same check.
     """
 
     def __init__(self, name: str, **hparams: Any):
@@ -111,10 +111,9 @@ class Loss:
         self.name = name
         self.hparams = resolve_hparams(name, hparams)
         self.state: dict[str, Any] = {}
-        self._target_values_checked = False
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, config: dict) -> torch.Tensor:
-        self._check(logits, targets, config)
+        targets = check_inputs(logits, targets, config)
         if self.spec.stateful:
             return self.spec.fn(logits, targets, config, self.state, **self.hparams)
         return self.spec.fn(logits, targets, config, **self.hparams)
@@ -141,33 +140,6 @@ class Loss:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
         return f"Loss({self.name!r}{', ' if args else ''}{args})"
-
-    def _check(self, logits, targets, config) -> None:
-        if not torch.is_tensor(logits) or logits.dim() != 2:
-            shape = tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
-            raise ValueError(f"logits must be a 2-D (N, C) tensor, got shape {shape}")
-        if not logits.is_floating_point():
-            raise ValueError(f"logits must be floating point, got dtype {logits.dtype}")
-        if not torch.is_tensor(targets) or targets.dtype.is_floating_point or targets.dtype == torch.bool \
-                or targets.is_complex():
-            dtype = targets.dtype if torch.is_tensor(targets) else type(targets).__name__
-            raise ValueError(f"targets must be an integer tensor of class ids, got {dtype}")
-        if targets.dim() != 1 or targets.shape[0] != logits.shape[0]:
-            raise ValueError(f"targets must have shape ({logits.shape[0]},) to match logits "
-                             f"{tuple(logits.shape)}, got {tuple(targets.shape)}")
-        for key in ("num_classes", "epoch", "total_epochs"):
-            if key not in config:
-                raise ValueError(f"config is missing {key!r}; the contract's keys are num_classes, epoch, total_epochs")
-        num_classes = logits.shape[1]
-        if config["num_classes"] != num_classes:
-            raise ValueError(f"config num_classes={config['num_classes']} but logits have {num_classes} columns")
-        if not self._target_values_checked:
-            self._target_values_checked = True
-            if targets.numel():
-                lo, hi = (int(v) for v in targets.aminmax())
-                bad = lo if lo < 0 else hi
-                if lo < 0 or hi >= num_classes:
-                    raise ValueError(f"target {bad} is outside [0, {num_classes})")
 
 
 def get(name: str, **hparams: Any) -> Loss:
