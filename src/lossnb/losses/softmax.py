@@ -106,7 +106,8 @@ def polyn(logits, targets, config, epsilons=(1.0,)):
     paper="Pereyra et al., Regularizing Neural Networks by Penalizing Confident Output Distributions, ICLR-W 2017",
     formula=r"-\log p_t - \beta H(p),\quad H(p) = -\sum_k p_k \log p_k",
     summary="Cross-entropy minus beta times the entropy of the prediction; beta = 0 is cross-entropy.",
-    params={"beta": Param(0.1, nonneg, "beta >= 0", "entropy weight")},
+    params={"beta": Param(0.1, nonneg, "beta >= 0",
+                          "entropy weight; the default is lossnb's: the paper tunes beta per task")},
 )
 def confidence_penalty(logits, targets, config, beta=0.1):
     z = upcast(logits)
@@ -154,7 +155,8 @@ def flsd53(logits, targets, config, gamma_low=5.0, gamma_high=3.0, threshold=0.2
     formula=r"-(1 - p_t + p_j)^\gamma \log p_t,\quad p_j = \max\{p_k : p_k < p_t\}\ (0 \text{ if none})",
     summary="Focal loss whose weight also grows with the largest probability below the target's, "
             "as in the authors' code.",
-    params={"gamma": Param(5.0, nonneg, "gamma >= 0", "focusing exponent")},
+    params={"gamma": Param(5.0, nonneg, "gamma >= 0",
+                           "focusing exponent; the default is lossnb's: the paper tunes gamma per data set")},
 )
 def dual_focal(logits, targets, config, gamma=5.0):
     z = upcast(logits)
@@ -207,7 +209,7 @@ def maxsup(logits, targets, config, alpha_start=0.1, alpha_end=0.2):
     formula=r"-\log \operatorname{softmax}(z - m\,e_t)_t",
     summary="Cross-entropy with m subtracted from the target logit: the target must win by a margin m. "
             "m = 0 is cross-entropy.",
-    params={"m": Param(1.0, nonneg, "m >= 0", "additive margin")},
+    params={"m": Param(1.0, nonneg, "m >= 0", "additive margin; the default is lossnb's")},
 )
 def margin(logits, targets, config, m=1.0):
     z = upcast(logits)
