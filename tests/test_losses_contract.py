@@ -260,3 +260,14 @@ def test_complement_ls_on_an_empty_batch_is_nan_like_cross_entropy():
     assert torch.isnan(value) and torch.isnan(F.cross_entropy(z, t))
     value.backward()
     assert z.grad.shape == (0, 5)
+
+
+@pytest.mark.parametrize("name", ["sparsemax", "entmax15"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_sort_based_losses_refuse_non_finite_logits_by_name(name, bad):
+    z, t = batch(dtype=torch.float32)
+    z[1, 2] = bad
+    with pytest.raises(ValueError, match=f"{name} needs finite logits"):
+        L.get(name)(z, t, cfg(5))
+    with pytest.raises(ValueError, match=f"{name} needs finite logits"):  # and so does its export
+        _exec_export(L.export_source(name))(z, t, cfg(5))

@@ -12,6 +12,16 @@ from .registry import register
 
 
 
+def _require_finite(z, name):
+    """The sort-based algorithms index by the size of the support, which NaN or inf logits make -1: refuse
+    them by name (read on the CPU; a device assert on CUDA, no host sync; none inside a graph capture)."""
+    if z.device.type == "cpu":
+        if not bool(torch.isfinite(z).all()):
+            raise ValueError(f"{name} needs finite logits; these hold NaN or inf")
+    elif not (z.is_cuda and torch.cuda.is_current_stream_capturing()):
+        torch._assert_async(torch.isfinite(z).all(), f"{name} needs finite logits")
+
+
 def _sparsemax_probs(z):
     """Martins & Astudillo (2016), Algorithm 1."""
     z = z - z.amax(dim=1, keepdim=True)
@@ -47,6 +57,7 @@ def _entmax15_probs(z):
 )
 def sparsemax_loss(logits, targets, config):
     z = upcast(logits)
+    _require_finite(z, "sparsemax")
     with torch.no_grad():
         p = _sparsemax_probs(z)
         entropy = 0.5 * (1.0 - (p * p).sum(dim=1))
@@ -62,6 +73,7 @@ def sparsemax_loss(logits, targets, config):
 )
 def entmax15_loss(logits, targets, config):
     z = upcast(logits)
+    _require_finite(z, "entmax15")
     with torch.no_grad():
         p = _entmax15_probs(z)
         entropy = (1.0 - (p * torch.sqrt(p)).sum(dim=1)) / 0.75
