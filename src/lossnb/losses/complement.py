@@ -60,12 +60,15 @@ class ComplementLS(torch.autograd.Function):
     def backward(ctx, grad):
         z, log_p, log_q, t = ctx.saved_tensors
         a, wrong = ctx.a, ctx.wrong
-        if torch.is_grad_enabled():  # a double backward: the gradient as a function of z
+        full = torch.full(t.shape, a / wrong - 1, dtype=z.dtype, device=z.device)
+        scale = grad / max(z.shape[0], 1)
+        if torch.is_grad_enabled():  # a double backward: the gradient as a differentiable function of z
             log_p, log_q = _log_p_and_q(z, t)
-        # p + a q - a/(C-1) everywhere; at t, q_t = 0 and the right value is p_t - 1
-        g = torch.add(log_p.exp(), log_q.exp(), alpha=a) - a / wrong
-        g = g.scatter_add(1, t, torch.full(t.shape, a / wrong - 1, dtype=g.dtype, device=g.device))
-        return g * (grad / max(z.shape[0], 1)), None, None
+            g = torch.add(log_p.exp(), log_q.exp(), alpha=a) - a / wrong
+            return g.scatter_add(1, t, full) * scale, None, None
+        # p + a q - a/(C-1) everywhere; at t, q_t = 0 and the right value is p_t - 1 (in place: one buffer)
+        g = torch.add(log_p.exp(), log_q.exp(), alpha=a).sub_(a / wrong)
+        return g.scatter_add_(1, t, full).mul_(scale), None, None
 
 
 def _log_p_and_q(z, t):
