@@ -156,3 +156,15 @@ def test_every_registry_loss_exported_and_read_back_as_a_file_is_the_same_loss(n
         la, lb = ours(a, t, L.make_config(6, epoch, 2)), theirs(b, t, L.make_config(6, epoch, 2))
         assert torch.equal(la, lb)
         assert torch.equal(torch.autograd.grad(la, a)[0], torch.autograd.grad(lb, b)[0])
+
+
+def test_the_gradient_chapter_draws_a_loss_file_passed_as_a_parameter(loss_file, tmp_path):
+    import papermill
+
+    notebook = Path(__file__).parents[1] / "notebooks" / "gradient_analysis.ipynb"
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(notebook), str(out), cwd=str(notebook.parent), kernel_name="python3",
+                               progress_bar=False, parameters={"points": 21, "class_counts": "[10]",
+                                                               "loss_files": [str(loss_file)]})
+    text = out.read_text()
+    assert f"custom_loss-{sha(loss_file)[:10]}" in text and "C = 10 classes" in text
