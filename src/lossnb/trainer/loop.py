@@ -19,6 +19,7 @@ from . import records
 from .config import RunConfig
 from .environment import describe_environment, resolve_channels_last, resolve_device, resolve_precision
 from .metrics import evaluation_metrics, reliability_bins
+from .graphs import GraphedSteps, use_cuda_graphs
 from .pack import Pack
 from .sgd import SGD
 from .workspace import RunBusy, RunFiles, holder_pid, run_locks
@@ -211,79 +212,6 @@ def dropout_seed(seeds: list[int], epoch: int) -> int:
     """The global RNG (dropout masks) per epoch, from the runs' seeds: resume stays exact. In a pack the masks
     of a run depend on its pack-mates' seeds too; their distribution is the solo run's."""
     return (hash(tuple(seeds)) * 1_000_003 + epoch) % (2 ** 63)
-
-
-def use_cuda_graphs(cfgs: list[RunConfig], device: torch.device) -> bool:
-    setting = cfgs[0].cuda_graphs
-    stateless = not any(losses.get(c.loss, **c.loss_params).spec.stateful for c in cfgs)
-    if setting == "on" and (device.type != "cuda" or not stateless or cfgs[0].compile):
-        raise ValueError("cuda_graphs=on needs a CUDA device, no torch.compile and stateless losses "
-                         "(a stateful loss changes its state in Python between epochs)")
-    return setting == "on" or (setting == "auto" and device.type == "cuda" and stateless and not cfgs[0].compile)
-
-
-class GraphedSteps:
-    """The training step captured as CUDA graphs, one per batch size (full, last partial), per epoch.
-
-    Captured anew each epoch because a loss may read config["epoch"] as a Python number; capturing records
-    kernels without running them, so it changes no state. Warm-up steps (needed once, before the first
-    capture) run on a copy-and-restore of every parameter, buffer, momentum and counter: they leave no trace
-    in BatchNorm statistics or optimizer state.
-    """
-
-    def __init__(self, run: PackRun):
-        self.run = run
-        self.warmed = False
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
-        self.eval_graph: torch.cuda.CUDAGraph | None = None
-        self.eval_out: torch.Tensor | None = None
-        self.eval_ok = True
-
-    def _state_tensors(self) -> list[torch.Tensor]:
-        r = self.run
-        return [*r.params, *r.pack.buffers(), *r.sgd.buffers, r.cursor, r.step_index, r.loss_sum, r.correct,
-                r.first_bad]
-
-    def _warm_up(self, sizes: list[int], config: dict) -> None:
-        saved = [t.clone() for t in self._state_tensors()]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for size in sorted(set(sizes)) * 3:
-                self.run.step(size, config)
-        torch.cuda.current_stream().wait_stream(side)
-        with torch.no_grad():
-            for t, s in zip(self._state_tensors(), saved):
-                t.copy_(s)
-        self.warmed = True
-
-    def epoch(self, sizes: list[int], config: dict):
-        if not self.warmed:
-            self._warm_up(sizes, config)
-        self.graphs = {}  # the last epoch's graphs and their memory go
-        pool = None
-        for size in sorted(set(sizes), reverse=True):
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):  # replayed one after another: one memory pool is safe
-                self.run.step(size, config)
-            pool = graph.pool()
-            self.graphs[size] = graph
-        return lambda size: self.graphs[size].replay()
-
-    def test_logits(self) -> torch.Tensor:
-        """The whole evaluation as one graph, captured once: the test images never change, and BatchNorm's
-        running statistics are read where training updates them in place."""
-        if self.eval_graph is None:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                self.eval_out = self.run.eager_test_logits()  # warm-up; evaluation changes no state
-            torch.cuda.current_stream().wait_stream(side)
-            self.eval_graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.eval_graph):
-                self.eval_out.copy_(self.run.eager_test_logits())
-        self.eval_graph.replay()
-        return self.eval_out
 
 
 # ---------------------------------------------------------------- records
