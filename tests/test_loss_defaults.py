@@ -18,6 +18,14 @@ FROM_THE_SOURCE = {
     "maxsup": ({"alpha_start": 0.1, "alpha_end": 0.2}, "Zhou et al. 2025's code: alpha ramps 0.1 -> 0.2"),
     "mbls": ({"margin": 10.0, "lam": 0.1}, "Liu et al. 2022: margin 10, lambda 0.1"),
     "online_ls": ({"alpha": 0.5, "smoothing": 0.1}, "Zhang et al. 2021: alpha = 0.5; epoch 0 as label smoothing 0.1"),
+    "arcface": ({"s": 64.0, "m": 0.5, "easy_margin": False}, "Deng et al. 2019: s = 64, m = 0.5; the authors' code's "
+                "default easy_margin = False"),
+}
+# the defaults of the implementation the deep-ml loss library ships (cvqluu's Angular-Penalty-Softmax-Losses),
+# where the paper's setting differs: the catalogue must say so
+FROM_THE_DEEP_ML_LIBRARY = {
+    "cosface": {"s": 30.0, "m": 0.4},
+    "sphereface": {"s": 64.0, "m": 1.35},
 }
 LOSSNBS_CHOICE = {  # the paper tunes these per task, or the loss is lossnb's
     "confidence_penalty": {"beta": 0.1},
@@ -32,7 +40,7 @@ NO_HYPERPARAMETERS = {"ce", "mae", "sparsemax", "entmax15"}
 
 
 def test_every_loss_is_in_exactly_one_table():
-    tables = [set(FROM_THE_SOURCE), set(LOSSNBS_CHOICE), NO_HYPERPARAMETERS]
+    tables = [set(FROM_THE_SOURCE), set(LOSSNBS_CHOICE), NO_HYPERPARAMETERS, set(FROM_THE_DEEP_ML_LIBRARY)]
     assert set().union(*tables) == set(L.available())
     assert sum(len(t) for t in tables) == len(L.available())
 
@@ -53,3 +61,9 @@ def test_lossnbs_own_defaults_say_so(name):
 @pytest.mark.parametrize("name", sorted(NO_HYPERPARAMETERS))
 def test_losses_without_hyperparameters(name):
     assert L.registry.resolve_hparams(name, {}) == {}
+
+
+@pytest.mark.parametrize("name", sorted(FROM_THE_DEEP_ML_LIBRARY))
+def test_deep_ml_defaults_say_where_they_come_from(name):
+    assert L.registry.resolve_hparams(name, {}) == FROM_THE_DEEP_ML_LIBRARY[name]
+    assert "deep-ml" in L.describe(name)["summary"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2 as _TorchvisionMobileNetV2
 from torchvision.models.resnet import BasicBlock
@@ -140,6 +141,41 @@ def vgg19_bn(num_classes=10, in_channels=3): return CifarVGG(19, num_classes, in
 def convnet(num_classes=10, in_channels=3): return ReportConvNet(num_classes, in_channels)  # noqa: E704
 
 
+class CosineClassifier(nn.Module):
+    """logits = cos θ between the L2-normalised feature and each class's L2-normalised weight, no bias
+    (NormFace, Wang et al. 2017): the head the angular-margin losses (lossnb.losses.angular) are defined on."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)  # nn.Linear's; only the direction matters here
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "CosineClassifier":
+        """The head with the linear layer's initial weight: a cosine-head run differs from its linear-head
+        twin of the same seed in the head alone."""
+        head = cls(linear.in_features, linear.out_features)
+        with torch.no_grad():
+            head.weight.copy_(linear.weight)
+        return head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+
+
+HEADS = ("linear", "cosine")
+
+
+def _with_cosine_head(model: nn.Module) -> nn.Module:
+    """The model with its last Linear (the classifier, in every architecture here) made a CosineClassifier."""
+    name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    parent, _, leaf = name.rpartition(".")
+    owner = model.get_submodule(parent) if parent else model
+    setattr(owner, leaf, CosineClassifier.from_linear(getattr(owner, leaf)))
+    return model
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44, "resnet56": resnet56,
     "resnet110": resnet110, "vgg11_bn": vgg11_bn, "vgg13_bn": vgg13_bn, "vgg16_bn": vgg16_bn,
@@ -151,8 +187,11 @@ def available_models() -> list[str]:
     return sorted(MODELS)
 
 
-def get_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
-    """A fresh model by name; an unknown name lists the choices."""
+def get_model(name: str, num_classes: int, in_channels: int = 3, head: str = "linear") -> nn.Module:
+    """A fresh model by name, with a linear or a cosine classifier head; an unknown name lists the choices."""
     if name not in MODELS:
         raise ValueError(f"unknown arch {name!r}; choose one of: {', '.join(available_models())}")
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels)
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of: {', '.join(HEADS)}")
+    model = MODELS[name](num_classes=num_classes, in_channels=in_channels)
+    return _with_cosine_head(model) if head == "cosine" else model

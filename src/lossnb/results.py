@@ -68,7 +68,8 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         study, task, loss_tag, _ = parts
         config = rec["config"]
         run = config["run"]
-        row = {"study": study, "task": task, "loss_tag": loss_tag, "loss": run["loss"],
+        row = {"study": study, "task": task, "arch": run["arch"], "dataset": run["dataset"],
+               "head": run.get("head", "linear"), "loss_tag": loss_tag, "loss": run["loss"],
                "loss_params": run["loss_params"], "seed": run["seed"], "epochs": run["epochs"],
                **{k: rec["summary"].get(k) for k in SUMMARY_FIELDS},
                "eval_split": rec["summary"].get("eval_split", "test"),

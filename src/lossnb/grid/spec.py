@@ -10,6 +10,7 @@ losses:                           # a name, or a name with params and, optionall
   - ce
   - {name: focal, params: {gamma: 0.5}}
   - {name: gce, params: {q: 0.7}, seeds: [0, 1, 2]}
+  - {name: arcface, head: cosine}  # a loss on a cosine classifier head (the angular-margin losses need one)
   - my_losses/custom_loss.py      # a loss file (relative to this grid file), or my_losses/file.py:function
 seeds: [0, 1, 2, 3, 4]
 ```
@@ -28,10 +29,10 @@ from ..trainer import RunConfig
 TOP_KEYS = ("protocol", "description", "budget", "tasks", "losses", "seeds")
 REQUIRED_KEYS = ("protocol", "tasks", "losses", "seeds")
 TASK_KEYS = ("arch", "dataset")
-LOSS_KEYS = ("name", "params", "seeds")
+LOSS_KEYS = ("name", "params", "seeds", "head")
 # what a grid may set for every run; the axes (arch, dataset, loss, seed) and the protocol come from their own keys
 BUDGET_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig)
-                    if f.name not in ("arch", "dataset", "loss", "loss_params", "seed", "protocol"))
+                    if f.name not in ("arch", "dataset", "loss", "loss_params", "seed", "protocol", "head"))
 
 
 class GridError(ValueError):
@@ -78,10 +79,11 @@ def parse_grid(raw: Any, source: str = "<grid>") -> Grid:
             raise GridError(f"{where} tasks[{i}] is missing {', '.join(map(repr, missing))}")
         for j, entry in enumerate(losses):
             name, params, loss_seeds = _loss_entry(entry, f"{where} losses[{j}]", seeds, Path(source).parent)
+            head = entry.get("head", "linear") if isinstance(entry, dict) else "linear"
             for seed in loss_seeds:
                 try:
                     runs.append(RunConfig(arch=task["arch"], dataset=task["dataset"], loss=name, loss_params=params,
-                                          seed=seed, protocol=raw["protocol"], **budget))
+                                          head=head, seed=seed, protocol=raw["protocol"], **budget))
                 except (TypeError, ValueError) as err:
                     raise GridError(f"{where} tasks[{i}] x losses[{j}]: {err}") from None
     paths = [str(r.run_path()) for r in runs]

@@ -87,8 +87,11 @@ def export_source(name: str, **hparams) -> str:
         f"Paper: {s.paper}.",
         f"Per-sample formula (LaTeX): {s.formula}",
         f"Hyperparameters: {args or '(none)'}.",
-        '"""',
     ]
+    if s.logits == "cosine":
+        header += ["", "Needs cosine logits: logits[i, j] = cos(angle between sample i's L2-normalised feature and class",
+                   "j's L2-normalised weight), from a cosine classifier head. On a plain linear head it is not this loss."]
+    header.append('"""')
     parts = ["\n".join(header), "\n".join(sorted(imports))]
     if s.stateful:
         parts.append("# state kept across batches (this loss is stateful); reset it for a new run with _STATE.clear()\n_STATE = {}")

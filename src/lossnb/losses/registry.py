@@ -36,19 +36,21 @@ class LossSpec:
     summary: str
     stateful: bool = False
     source_file: dict | None = None  # a loss file's path, function and sha256 (lossnb.losses.files)
+    logits: str = "any"  # "cosine": the logits must be cosines, from a cosine classifier head
 
 
 _REGISTRY: dict[str, LossSpec] = {}
 
 
 def register(name: str, *, paper: str, formula: str, summary: str,
-             params: dict[str, Param] | None = None, stateful: bool = False):
+             params: dict[str, Param] | None = None, stateful: bool = False, logits: str = "any"):
     """Decorator adding a loss function to the registry under ``name``."""
 
     def deco(fn):
         if name in _REGISTRY:
             raise ValueError(f"loss {name!r} registered twice")
-        _REGISTRY[name] = LossSpec(name, fn, dict(params or {}), paper, formula, summary, stateful)
+        _REGISTRY[name] = LossSpec(name, fn, dict(params or {}), paper, formula, summary, stateful,
+                                   logits=logits)
         return fn
 
     return deco

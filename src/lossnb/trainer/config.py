@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import losses
 from ..data import DATASETS, IMAGE_PREPS
-from ..models import available_models
+from ..models import HEADS, available_models
 
 # the fields that define a run's protocol: a value other than the default is written into its directory name
 BUDGET_SHORT = {"batch_size": "bs", "lr": "lr", "momentum": "mom", "weight_decay": "wd"}
@@ -35,6 +35,8 @@ class RunConfig:
     arch: str = _required("architecture (lossnb.models)")
     dataset: str = _required("data set")
     loss: str = _required("loss name (lossnb losses lists them), or a loss file: path/custom_loss.py[:function]")
+    head: str = _f("linear", "classifier head: linear, or cosine (logits = cos θ; the angular-margin losses need it)",
+                   choices=HEADS)
     seed: int = _f(0, "seed of initialisation, data order and augmentation", minimum=0)
     loss_params: dict = _f({}, "loss hyperparameters")
     epochs: int = _f(200, "epochs (the cosine schedule spans them all)", minimum=1)
@@ -63,6 +65,8 @@ class RunConfig:
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(sorted(DATASETS))}")
         self.loss_params = losses.registry.resolve_hparams(self.loss, dict(self.loss_params))
+        if losses.spec(self.loss).logits == "cosine" and self.head != "cosine":
+            raise ValueError(f"loss {self.loss!r} takes cosine logits and head={self.head!r}; set head: cosine")
         # a loss file is named by its stem and hash, fixed here: a file edited later is another run
         self._loss_tag = losses.spec(self.loss).name if losses.is_loss_file(self.loss) else None
         if not self.protocol or "/" in self.protocol:
@@ -105,10 +109,14 @@ class RunConfig:
         params = "-".join(f"{k}{_fmt(v)}" for k, v in sorted(self.loss_params.items()))
         return f"{self.loss}-{params}" if params else self.loss
 
+    def task_tag(self) -> str:
+        """<arch>-<dataset>, or <arch>-cosine-<dataset> with a cosine head."""
+        return f"{self.arch}-cosine-{self.dataset}" if self.head == "cosine" else f"{self.arch}-{self.dataset}"
+
     def run_path(self) -> PurePosixPath:
-        """runs/<protocol>-<budget>/<arch>-<dataset>/<loss>-<params>/seed<seed>"""
-        return PurePosixPath(f"{self.protocol}-{self.budget_tag()}", f"{self.arch}-{self.dataset}",
-                             self.loss_tag(), f"seed{self.seed}")
+        """runs/<protocol>-<budget>/<task>/<loss>-<params>/seed<seed>"""
+        return PurePosixPath(f"{self.protocol}-{self.budget_tag()}", self.task_tag(), self.loss_tag(),
+                             f"seed{self.seed}")
 
     def pack_key(self) -> tuple:
         """Runs with equal keys can train as one pack: everything but the loss and the seed is shared."""

@@ -48,7 +48,7 @@ class PackRun:
         models = []
         for c in cfgs:  # each run's own seed's initialisation, as its solo run
             torch.manual_seed(c.seed)
-            models.append(get_model(c.arch, data.num_classes, data.in_channels))
+            models.append(get_model(c.arch, data.num_classes, data.in_channels, c.head))
         self.pack = Pack(models).to(device)
         if self.channels_last:
             self.pack = self.pack.to(memory_format=torch.channels_last)

@@ -12,26 +12,34 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from ..models import CosineClassifier
 
 PARAMETER_FREE = (nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Flatten,
                   nn.Identity, nn.Sequential)
 
 
 class PackedLinear(nn.Module):
-    """K Linear layers as one batched matmul: (N, K*in) -> (N, K*out); weight (K, out, in), bias (K, out)."""
+    """K Linear layers (or K CosineClassifiers, cosine=True) as one batched matmul: (N, K*in) -> (N, K*out);
+    weight (K, out, in), bias (K, out)."""
 
-    def __init__(self, linears: list[nn.Linear]):
+    def __init__(self, linears: list[nn.Module], cosine: bool = False):
         super().__init__()
         self.k, self.in_features, self.out_features = len(linears), linears[0].in_features, linears[0].out_features
+        self.cosine = cosine
         self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in linears]))
-        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in linears])) if linears[0].bias is not None \
-            else None
+        bias = getattr(linears[0], "bias", None)
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in linears])) if bias is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         x = x.reshape(n, self.k, self.in_features).transpose(0, 1)  # (K, N, in)
-        y = torch.bmm(x, self.weight.transpose(1, 2))
+        weight = self.weight
+        if self.cosine:  # each run's features and class weights normalised on their own
+            x, weight = F.normalize(x, dim=2), F.normalize(weight, dim=2)
+        y = torch.bmm(x, weight.transpose(1, 2))
         if self.bias is not None:
             y = y + self.bias[:, None, :]
         return y.transpose(0, 1).reshape(n, self.k * self.out_features)
@@ -105,6 +113,8 @@ def _pack(models: list[nn.Module]) -> nn.Module:
             _replace(packed, name, _packed_batchnorm(group))
         elif isinstance(module, nn.Linear):
             _replace(packed, name, PackedLinear(group))
+        elif isinstance(module, CosineClassifier):
+            _replace(packed, name, PackedLinear(group, cosine=True))
         elif next(module.parameters(recurse=False), None) is not None or \
                 next(module.buffers(recurse=False), None) is not None:
             raise ValueError(f"cannot pack {type(module).__name__} ({name}): it holds parameters and no packed "
