@@ -7,7 +7,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from conftest import write_synthetic_record
-from lossnb.analysis import all_pairs, beside_published, cost_per_run, design_verdict
+from lossnb.analysis import all_pairs, beside_published, cost_per_run, design_verdict, ordering
 from lossnb.results import load_runs
 
 ACC = {"ce": [0.900, 0.910, 0.905, 0.895, 0.902],
@@ -55,6 +55,20 @@ def test_a_design_meets_the_target_only_by_beating_every_baseline_after_correcti
     # focal is below CE on the mean but not significantly: CE does not beat it
     assert not design_verdict(pairs, "ce", ["focal-gamma2"])["meets_target"]
     assert design_verdict(pairs, "focal-gamma2", ["ce"])["beaten_by"] == []
+
+
+def test_ordering_reads_a_pair_either_way_round(study):
+    pairs = all_pairs(study)
+    ls = "label_smoothing-conventionuniform-eps0.1"
+    up, down = ordering(pairs, ls, "ce"), ordering(pairs, "ce", ls)
+    assert up["verdict"] == f"{ls} > ce" and down["verdict"] == f"ce < {ls}"
+    assert up["mean diff"] == pytest.approx(np.mean(np.subtract(ACC["label_smoothing"], ACC["ce"])))
+    assert down["mean diff"] == pytest.approx(-up["mean diff"]) and up["p (Holm)"] == down["p (Holm)"]
+    # focal's mean is below CE's, but not even the uncorrected paired test holds it
+    p_raw = stats.ttest_rel(ACC["ce"], ACC["focal"]).pvalue
+    assert p_raw > 0.05 and ordering(pairs, "focal-gamma2", "ce")["verdict"] == "no difference survives Holm"
+    with pytest.raises(ValueError, match="no pair"):
+        ordering(pairs, "ce", "mae")
 
 
 def test_ours_beside_the_published_row(study):

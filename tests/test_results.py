@@ -122,3 +122,26 @@ def test_a_study_with_only_the_baseline_has_nothing_to_compare(tmp_path):
     runs, _ = load_runs(tmp_path)
     assert paired_vs_baseline(runs, "ce").empty
     assert mean_std_table(runs).loc["ce", "seeds"] == 1
+
+
+def test_angular_curves_follow_the_chain_rule_through_the_margin():
+    """On the cosine slice, d loss/d cos θ_t is s (p_t - 1) dψ/dcos θ_t: 1 for CosFace, sin(θ+m)/sin θ for
+    ArcFace; a non-target's is s p_k. p_t from the closed-form softmax of the scaled, margin-adjusted logits."""
+    import math
+
+    import numpy as np
+    import torch
+
+    from lossnb.gradients import angular_curves
+
+    theta = torch.linspace(0.2, 2.4, 12, dtype=torch.float64)
+    s, m, c = 16.0, 0.5, 10
+    for name, psi, dpsi in (("cosface", lambda t: np.cos(t) - m, lambda t: np.ones_like(t)),
+                            ("arcface", lambda t: np.cos(t + m), lambda t: np.sin(t + m) / np.sin(t))):
+        t = theta.numpy()
+        p_t = np.exp(s * psi(t)) / (np.exp(s * psi(t)) + (c - 1))  # the others' cosines are 0
+        curves = angular_curves(name, c, theta, s=s, m=m)
+        np.testing.assert_allclose(curves["p_t"], p_t, rtol=1e-9)
+        np.testing.assert_allclose(curves["grad_target"], s * (p_t - 1) * dpsi(t), rtol=1e-7)
+        np.testing.assert_allclose(curves["grad_other"], s * (1 - p_t) / (c - 1), rtol=1e-9)
+    assert math.isclose(curves["theta_deg"].iloc[-1], math.degrees(2.4))

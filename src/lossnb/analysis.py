@@ -35,6 +35,20 @@ def beats(pairs: pd.DataFrame, a: str, b: str, alpha: float = 0.05) -> bool:
     return bool(len(row)) and bool(row["p (Holm)"].iloc[0] < alpha)
 
 
+def ordering(pairs: pd.DataFrame, a: str, b: str, alpha: float = 0.05) -> dict:
+    """What the study says of ``a`` against ``b``: their paired mean difference (a - b) and Holm p, and the
+    verdict, "a > b", "a < b", or "no difference survives Holm" (also when they share fewer than 3 seeds)."""
+    row = pairs[((pairs["higher"] == a) & (pairs["lower"] == b)) | ((pairs["higher"] == b) & (pairs["lower"] == a))]
+    if not len(row):
+        raise ValueError(f"no pair {a!r} / {b!r} in this study")
+    row = row.iloc[0]
+    sign = 1 if row["higher"] == a else -1
+    held = bool(row["p (Holm)"] < alpha)
+    verdict = (f"{a} > {b}" if sign > 0 else f"{a} < {b}") if held else "no difference survives Holm"
+    return {"a": a, "b": b, "seeds": int(row["seeds"]), "mean diff": sign * row["mean diff"],
+            "p (Holm)": row["p (Holm)"], "verdict": verdict}
+
+
 def design_verdict(pairs: pd.DataFrame, design: str, baselines: list[str], alpha: float = 0.05) -> dict:
     """The book's rule: a design meets the target in a study when it beats every baseline (higher mean, Holm-
     adjusted paired p < alpha, over all pairs of the study); a baseline the study lacks leaves it unjudged."""

@@ -32,3 +32,31 @@ def loss_curves(name: str, num_classes: int, p_t: torch.Tensor, **hparams) -> pd
     return pd.DataFrame({"loss": loss.spec.name, "C": num_classes, "p_t": p.numpy(), "value": values,
                          "grad_target": grad[:, 0].numpy(), "grad_other": grad[:, 1].numpy(),
                          "weight": (grad[:, 0] / (p - 1)).numpy()})
+
+
+def cosine_slice(theta: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, C) float64 cosine logits: class 0 at angle theta (radians) from the feature, every other class at 90°
+    (in a high-dimensional feature space, class weights not yet pulled towards a feature are nearly orthogonal
+    to it)."""
+    z = torch.zeros(len(theta), num_classes, dtype=torch.float64)
+    z[:, 0] = torch.cos(theta.double())
+    return z
+
+
+def angular_curves(name: str, num_classes: int, theta: torch.Tensor, **hparams) -> pd.DataFrame:
+    """Along the target angle on the cosine slice, per sample: the loss, d/dcos θ_t, d/dcos θ_k for a non-target,
+    and p_t, the softmax probability of the target under the loss's own (margin-adjusted, scaled) logits."""
+    loss = losses.get(name, **hparams)
+    cfg = {"num_classes": num_classes, "epoch": 0, "total_epochs": 200}
+    target = torch.zeros(1, dtype=torch.long)
+    values, grads = [], []
+    for row in cosine_slice(theta, num_classes):
+        z = row[None].clone().requires_grad_()
+        value = loss(z, target, cfg)
+        (g,) = torch.autograd.grad(value, z)
+        values.append(value.item())
+        grads.append(g[0])
+    grad = torch.stack(grads)
+    return pd.DataFrame({"loss": loss.spec.name, "C": num_classes, "theta_deg": torch.rad2deg(theta).numpy(),
+                         "value": values, "p_t": torch.exp(-torch.tensor(values, dtype=torch.float64)).numpy(),
+                         "grad_target": grad[:, 0].numpy(), "grad_other": grad[:, 1].numpy()})
