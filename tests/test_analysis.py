@@ -7,7 +7,8 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from conftest import write_synthetic_record
-from lossnb.analysis import all_pairs, beside_published, cost_per_run, design_verdict, ordering
+from lossnb.analysis import (all_pairs, beside_published, choose_on_validation, ci_half_width, cost_per_run,
+                             design_verdict, ordering, pooled_ece, tags, verdict_line)
 from lossnb.results import load_runs
 
 ACC = {"ce": [0.900, 0.910, 0.905, 0.895, 0.902],
@@ -55,6 +56,55 @@ def test_a_design_meets_the_target_only_by_beating_every_baseline_after_correcti
     # focal is below CE on the mean but not significantly: CE does not beat it
     assert not design_verdict(pairs, "ce", ["focal-gamma2"])["meets_target"]
     assert design_verdict(pairs, "focal-gamma2", ["ce"])["beaten_by"] == []
+
+
+def test_a_baseline_family_must_be_beaten_at_every_setting_the_study_ran(study):
+    pairs = all_pairs(study)
+    ls = "label_smoothing-conventionuniform-eps0.1"
+    # 'ours' beats focal-gamma2 (the one focal setting here): the family counts as beaten
+    assert design_verdict(pairs, "ours", ["ce", ls, ["focal-gamma0.5", "focal-gamma2"]])["meets_target"]
+    # label smoothing beats CE and focal, but not 'ours' when 'ours' is in its family of baselines
+    v = design_verdict(pairs, ls, ["ce", ["focal-gamma2", "ours"]])
+    assert not v["meets_target"] and v["beaten_by"] == ["ours"] and v["missing"] == []
+    missing = design_verdict(pairs, "ours", ["ce", ["poly1-epsilon1", "polyn-epsilons1"]])
+    assert missing["missing"] == ["poly1-epsilon1 or polyn-epsilons1"]
+    assert verdict_line(missing) == "not judged: poly1-epsilon1 or polyn-epsilons1 did not run here"
+    assert verdict_line(v).startswith("does not meet the target; beats ce") and v["beats"] == ["ce", "focal-gamma2"]
+
+
+def test_settings_are_chosen_on_the_validation_split_only(tmp_path):
+    for eps, accs in ((0.1, [0.80, 0.82, 0.81]), (0.2, [0.83, 0.84, 0.85]), (0.3, [0.84, 0.80, 0.81])):
+        for seed, acc in enumerate(accs):
+            write_synthetic_record(tmp_path, "label_smoothing", seed, acc, protocol="tune",
+                                   loss_params={"eps": eps}, eval_split="val")
+            write_synthetic_record(tmp_path, "label_smoothing", seed, 1 - acc, protocol="test",
+                                   loss_params={"eps": eps})
+    runs, _ = load_runs(tmp_path)
+    chosen, table = choose_on_validation(runs, "tune-e2", "label_smoothing")
+    assert chosen == "label_smoothing-conventionuniform-eps0.2"  # mean 0.84 against 0.81 and 0.8167
+    assert table.loc[chosen, "best_test_acc mean"] == pytest.approx(0.84)
+    assert choose_on_validation(runs, "tune-e2", "focal")[0] is None
+    with pytest.raises(ValueError, match="evaluates on test: settings are chosen on a validation split only"):
+        choose_on_validation(runs, "test-e2", "label_smoothing")
+
+
+def test_pooled_ece_weights_bins_by_their_counts():
+    bins = pd.DataFrame({"count": [10, 30, 60], "confidence": [0.2, 0.5, 0.9], "accuracy": [0.1, 0.6, 0.8]})
+    assert pooled_ece(bins) == pytest.approx((10 * 0.1 + 30 * 0.1 + 60 * 0.1) / 100)
+
+
+def test_ci_half_width_is_the_t_interval_of_the_paired_mean(study):
+    pairs = all_pairs(study)
+    row = pairs[(pairs["higher"] == "ours")].iloc[0]
+    b = {"label_smoothing-conventionuniform-eps0.1": "label_smoothing", "ce": "ce", "focal-gamma2": "focal"}[row["lower"]]
+    diff = np.subtract(ACC["ours"], ACC[b])
+    interval = stats.t.interval(0.95, len(diff) - 1, loc=diff.mean(), scale=stats.sem(diff))
+    assert ci_half_width(pairs).loc[row.name] == pytest.approx((interval[1] - interval[0]) / 2)
+
+
+def test_baselines_are_named_by_loss_and_settings_with_defaults_filled_in():
+    assert tags("ce", ("label_smoothing", {"eps": 0.1}), ("focal", {"gamma": 0.5}), ("poly1", {})) == \
+        ["ce", "label_smoothing-conventionuniform-eps0.1", "focal-gamma0.5", "poly1-epsilon1"]
 
 
 def test_ordering_reads_a_pair_either_way_round(study):

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from .results import holm, mean_std_table
+from .trainer.config import loss_tag_of
 
 
 def all_pairs(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFrame:
@@ -49,15 +50,63 @@ def ordering(pairs: pd.DataFrame, a: str, b: str, alpha: float = 0.05) -> dict:
             "p (Holm)": row["p (Holm)"], "verdict": verdict}
 
 
-def design_verdict(pairs: pd.DataFrame, design: str, baselines: list[str], alpha: float = 0.05) -> dict:
+def design_verdict(pairs: pd.DataFrame, design: str, baselines: list, alpha: float = 0.05) -> dict:
     """The book's rule: a design meets the target in a study when it beats every baseline (higher mean, Holm-
-    adjusted paired p < alpha, over all pairs of the study); a baseline the study lacks leaves it unjudged."""
+    adjusted paired p < alpha, over all pairs of the study). A baseline is a loss tag, or a list of tags of one
+    loss at several settings (each one the study ran must be beaten); a baseline the study lacks leaves the
+    design unjudged."""
     present = set(pairs["higher"]) | set(pairs["lower"])
-    missing = [b for b in baselines if b not in present]
-    won = {b: beats(pairs, design, b, alpha) for b in baselines if b in present}
-    lost = {b: beats(pairs, b, design, alpha) for b in baselines if b in present}
+    groups = [[b] if isinstance(b, str) else list(b) for b in baselines]
+    missing = [" or ".join(g) for g in groups if not set(g) & present]
+    ran = [t for g in groups for t in g if t in present]
+    won = {b: beats(pairs, design, b, alpha) for b in ran}
+    lost = {b: beats(pairs, b, design, alpha) for b in ran}
     return {"design": design, "beats": [b for b, w in won.items() if w], "beaten_by": [b for b, w in lost.items() if w],
             "missing": missing, "meets_target": not missing and design in present and all(won.values())}
+
+
+def verdict_line(verdict: dict) -> str:
+    """A design's verdict in words, naming what it beat, what beat it and what the study lacked."""
+    if verdict["missing"]:
+        return f"not judged: {', '.join(verdict['missing'])} did not run here"
+    line = "meets the target" if verdict["meets_target"] else "does not meet the target"
+    line += f"; beats {', '.join(verdict['beats'])}" if verdict["beats"] else "; beats no baseline"
+    return line + (f"; beaten by {', '.join(verdict['beaten_by'])}" if verdict["beaten_by"] else "")
+
+
+def choose_on_validation(runs: pd.DataFrame, study: str, loss: str, metric: str = "best_test_acc"):
+    """(the loss tag, the table of settings): the setting of registry loss ``loss`` with the highest mean
+    ``metric`` in ``study``, which must evaluate on a validation split; (None, empty) if it ran none."""
+    sel = runs[(runs["study"] == study) & (runs["loss"] == loss)]
+    if sel.empty:
+        return None, pd.DataFrame()
+    splits = set(sel["eval_split"])
+    if splits != {"val"}:
+        raise ValueError(f"{study} evaluates on {', '.join(sorted(splits))}: settings are chosen on a validation "
+                         "split only")
+    table = mean_std_table(sel)
+    return table[f"{metric} mean"].idxmax(), table
+
+
+def pooled_ece(bins: pd.DataFrame) -> float:
+    """Expected calibration error of reliability bins pooled over runs (lossnb.results.pooled_reliability): the
+    count-weighted mean |accuracy - confidence|. It can differ from the mean of the runs' own ECEs."""
+    weight = bins["count"] / bins["count"].sum()
+    return float((weight * (bins["accuracy"] - bins["confidence"]).abs()).sum())
+
+
+def ci_half_width(pairs: pd.DataFrame, level: float = 0.95) -> pd.Series:
+    """Half-width of the t confidence interval of each pair's mean paired difference: std / sqrt(n) times the
+    t quantile with n - 1 degrees of freedom (NaN below 2 seeds)."""
+    n = pairs["seeds"].astype(float)
+    quantile = stats.t.ppf(0.5 + level / 2, (n - 1).where(n > 1))
+    return pd.Series(quantile * pairs["std diff"] / np.sqrt(n), index=pairs.index)
+
+
+def tags(*losses) -> list[str]:
+    """Loss tags (the run folders' names) of (name, params) pairs or bare names, e.g. tags("ce",
+    ("label_smoothing", {"eps": 0.1})): a notebook names its baselines by loss and settings, not by path."""
+    return [loss_tag_of(*entry) if isinstance(entry, (tuple, list)) else loss_tag_of(entry, {}) for entry in losses]
 
 
 def beside_published(runs: pd.DataFrame, published: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:

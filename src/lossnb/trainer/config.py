@@ -104,10 +104,7 @@ class RunConfig:
         return all(getattr(self, k) == default(k) for k in keys) and not self.train_subset and not self.val_size
 
     def loss_tag(self) -> str:
-        if self._loss_tag:
-            return self._loss_tag
-        params = "-".join(f"{k}{_fmt(v)}" for k, v in sorted(self.loss_params.items()))
-        return f"{self.loss}-{params}" if params else self.loss
+        return self._loss_tag or loss_tag_of(self.loss, self.loss_params)
 
     def task_tag(self) -> str:
         """<arch>-<dataset>, or <arch>-cosine-<dataset> with a cosine head."""
@@ -125,6 +122,14 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def loss_tag_of(loss: str, params: dict) -> str:
+    """A registry loss's folder name: its name and every hyperparameter (defaults filled in), e.g.
+    'label_smoothing-conventionuniform-eps0.1'."""
+    resolved = losses.registry.resolve_hparams(loss, dict(params))
+    text = "-".join(f"{k}{_fmt(v)}" for k, v in sorted(resolved.items()))
+    return f"{loss}-{text}" if text else loss
 
 
 def field_names() -> list[str]:
