@@ -110,20 +110,26 @@ def tags(*losses) -> list[str]:
 
 
 def beside_published(runs: pd.DataFrame, published: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
-    """Our best-epoch accuracy (mean ± std over seeds, in %) beside a published row of the same task: one row per
-    published loss we ran (``names`` maps the published name to our loss tag), with ours minus theirs and that
-    difference in units of our seed std."""
+    """Our best-epoch accuracy beside a published one of the same task, both as mean ± std (in %) over their
+    seeds: one row per published loss we ran (``names`` maps the published name to our loss tag), with ours
+    minus theirs and Welch's t-test between the two sets of seeds (unpaired: the same seed number does not give
+    the same initialisation in another harness)."""
     table = mean_std_table(runs)
+    done = runs[runs["status"] == "complete"]
     rows = []
-    for _, pub in published.iterrows():
-        tag = names.get(pub["loss"])
+    for loss, pub in published.groupby("loss", sort=False):
+        tag = names.get(loss)
         if tag not in table.index:
             continue
-        mean, std = 100 * table.loc[tag, "best_test_acc mean"], 100 * table.loc[tag, "best_test_acc std"]
-        diff = mean - pub["best_test_acc_percent"]
-        rows.append({"loss": pub["loss"], "ours": tag, "seeds": int(table.loc[tag, "seeds"]), "ours mean %": mean,
-                     "ours std %": std, "theirs %": pub["best_test_acc_percent"], "ours - theirs (pts)": diff,
-                     "in our seed stds": diff / std if std > 0 else np.nan, "source": pub["source"]})
+        ours = 100 * done.loc[done["loss_tag"] == tag, "best_test_acc"].to_numpy()
+        theirs = pub["best_test_acc_percent"].to_numpy(dtype=float)
+        testable = len(ours) > 1 and len(theirs) > 1
+        rows.append({"loss": loss, "ours": tag, "seeds (ours)": len(ours), "ours mean %": ours.mean(),
+                     "ours std %": ours.std(ddof=1) if len(ours) > 1 else np.nan, "seeds (theirs)": len(theirs),
+                     "theirs mean %": theirs.mean(), "theirs std %": theirs.std(ddof=1) if len(theirs) > 1 else np.nan,
+                     "ours - theirs (pts)": ours.mean() - theirs.mean(),
+                     "p (Welch t)": stats.ttest_ind(ours, theirs, equal_var=False).pvalue if testable else np.nan,
+                     "source": ", ".join(pub["source"].unique())})
     return pd.DataFrame(rows)
 
 
