@@ -76,7 +76,7 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                "follows_200_epoch_protocol": bool(config.get("follows_200_epoch_protocol", False)),
                "image_prep": run.get("image_prep", "pad"),
                "pack_size": config.get("packing", {}).get("pack_size", 1),
-               "device_name": config.get("environment", {}).get("device_name"), "dir": str(run_dir)}
+               "device_name": _device_name(config.get("environment", {})), "dir": str(run_dir)}
         rows.append(row)
         curves.append(rec["metrics"].assign(study=study, task=task, loss_tag=loss_tag, seed=run["seed"]))
     columns = ["study", "task", "loss_tag", "loss", "loss_params", "seed", "epochs", *SUMMARY_FIELDS, "eval_split",
@@ -85,6 +85,16 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs.attrs["skipped"] = skipped
     empty_curves = pd.DataFrame(columns=[*METRIC_COLUMNS, "study", "task", "loss_tag", "seed"])
     return runs, (pd.concat(curves, ignore_index=True) if curves else empty_curves)
+
+
+def _device_name(environment: dict) -> str | None:
+    """The accelerator's name, or for a CPU run 'CPU (N threads)'; None where the record does not say."""
+    if environment.get("device_name"):
+        return environment["device_name"]
+    if environment.get("device") == "cpu":
+        threads = environment.get("cpu_threads")
+        return f"CPU ({threads} thread{'s' if threads != 1 else ''})" if threads else "CPU"
+    return None
 
 
 def mean_std_table(runs: pd.DataFrame, metrics=("best_test_acc", "final_test_acc", "final_test_ece",
