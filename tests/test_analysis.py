@@ -119,6 +119,8 @@ def test_ordering_reads_a_pair_either_way_round(study):
     assert p_raw > 0.05 and ordering(pairs, "focal-gamma2", "ce")["verdict"] == "no difference survives Holm"
     with pytest.raises(ValueError, match="no pair"):
         ordering(pairs, "ce", "mae")
+    two_seeds = all_pairs(study[study["seed"] < 2])
+    assert ordering(two_seeds, "ours", "ce")["verdict"] == "not tested (2 common seeds; a test needs 3)"
 
 
 def test_ours_beside_the_published_row(study):

@@ -38,7 +38,7 @@ def beats(pairs: pd.DataFrame, a: str, b: str, alpha: float = 0.05) -> bool:
 
 def ordering(pairs: pd.DataFrame, a: str, b: str, alpha: float = 0.05) -> dict:
     """What the study says of ``a`` against ``b``: their paired mean difference (a - b) and Holm p, and the
-    verdict, "a > b", "a < b", or "no difference survives Holm" (also when they share fewer than 3 seeds)."""
+    verdict, "a > b", "a < b", "no difference survives Holm", or "not tested" below 3 common seeds."""
     row = pairs[((pairs["higher"] == a) & (pairs["lower"] == b)) | ((pairs["higher"] == b) & (pairs["lower"] == a))]
     if not len(row):
         raise ValueError(f"no pair {a!r} / {b!r} in this study")
@@ -46,6 +46,8 @@ def ordering(pairs: pd.DataFrame, a: str, b: str, alpha: float = 0.05) -> dict:
     sign = 1 if row["higher"] == a else -1
     held = bool(row["p (Holm)"] < alpha)
     verdict = (f"{a} > {b}" if sign > 0 else f"{a} < {b}") if held else "no difference survives Holm"
+    if np.isnan(row["p (Holm)"]):
+        verdict = f"not tested ({int(row['seeds'])} common seeds; a test needs 3)"
     return {"a": a, "b": b, "seeds": int(row["seeds"]), "mean diff": sign * row["mean diff"],
             "p (Holm)": row["p (Holm)"], "verdict": verdict}
 
