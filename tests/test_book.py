@@ -1,6 +1,8 @@
 """The book end to end: every study notebook executes under papermill with small parameters, the book builds
-with -W, and headless Chromium opens every page: all load, every image loads, no internal link is broken,
-no request leaves the machine, math is rendered. A screenshot of the gradient chapter is kept as an artifact."""
+with -W, and headless Chromium opens every page at 1280 px: all load, every image loads, no internal link is
+broken, no request leaves the machine, math is rendered, no code block is empty, nothing sticks out of the
+page unless it scrolls, and no text in a figure is drawn smaller than half the body text. A screenshot of the
+gradient chapter is kept as an artifact."""
 import functools
 import http.server
 import os
@@ -16,6 +18,39 @@ from lossnb.book import STUDIES, build_book
 ROOT = Path(__file__).parents[1]
 CHROMIUM = shutil.which("chromium")
 ARTIFACTS = ROOT / "test-artifacts"
+# elements of the page's main column that stick out of it without a scrollbar of their own
+OVERFLOWING = r"""() => {
+  const main = document.querySelector("main") || document.body;
+  const right = main.getBoundingClientRect().right + 1;
+  const scrolls = el => {
+    for (let p = el; p && p !== main; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX;
+      if ((o === "auto" || o === "scroll") && p.getBoundingClientRect().right <= right) return true;
+    }
+    return false;
+  };
+  return [...main.querySelectorAll("table, mjx-container, img, pre, .output")]
+    .filter(el => el.getBoundingClientRect().right > right && !scrolls(el))
+    .map(el => el.tagName + ": " + (el.textContent || el.getAttribute("src") || "").trim().slice(0, 60));
+}"""
+# per SVG figure: the smallest plain (non-math) text as drawn on the page, in CSS px, and the body's font size
+FIGURE_TEXT = r"""async () => {
+  const body = parseFloat(getComputedStyle(document.querySelector("main p") || document.body).fontSize);
+  const out = [];
+  for (const img of document.querySelectorAll("main img")) {
+    if (!img.src.endsWith(".svg")) continue;
+    const svg = new DOMParser().parseFromString(await (await fetch(img.src)).text(), "image/svg+xml");
+    const root = svg.documentElement;
+    const viewWidth = parseFloat((root.getAttribute("viewBox") || "0 0 0").split(/\s+/)[2]);
+    const scale = img.getBoundingClientRect().width / viewWidth;
+    const sizes = [...svg.querySelectorAll("text")]
+      .map(t => t.getAttribute("style") || "")
+      .filter(style => style.includes("sans-serif"))  // plain text; math glyphs name one font and may be small
+      .map(style => parseFloat((style.match(/font-size:\s*([\d.]+)px/) || [0, 0])[1]));
+    if (sizes.length) out.push({src: img.src, smallest: Math.min(...sizes) * scale, body});
+  }
+  return out;
+}"""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 BOOK_FILES = ["_config.yml", "_toc.yml", "book", "notebooks", "grids", "runs", "package.json", "package-lock.json"]
@@ -59,7 +94,8 @@ def test_every_page_loads_offline_in_chromium_with_its_images_links_and_math(htm
     pages = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
                    if not p.relative_to(html).parts[0].startswith("_"))
     assert len(pages) >= 8
-    outside, failed, broken_links = [], [], []
+    outside, failed, broken_links, empty_code, overflowing, small_text = [], [], [], [], [], []
+    figures = 0
     host = urlparse(server).netloc
 
     def route(r):
@@ -82,6 +118,15 @@ def test_every_page_loads_offline_in_chromium_with_its_images_links_and_math(htm
             bad_images = page.eval_on_selector_all(
                 "img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
             assert not bad_images, (rel, bad_images)
+            empty_code += [rel] * page.eval_on_selector_all("pre", "ps => ps.filter(p => !p.textContent.trim()).length")
+            overflowing += [f"{rel}: {e}" for e in page.evaluate(OVERFLOWING)]
+            for fig in page.evaluate(FIGURE_TEXT):
+                figures += 1
+                if fig["smallest"] < fig["body"] / 2:
+                    small_text.append(f"{rel}: {fig['src'].rsplit('/', 1)[-1]} {fig['smallest']:.1f}px")
+            broken_links += [f"{rel} -> #{a}" for a in page.eval_on_selector_all(
+                "a[href^='#']", "as => as.map(a => a.getAttribute('href').slice(1))"
+                " .filter(id => id && !document.getElementById(decodeURIComponent(id)))")]
             for href in page.eval_on_selector_all("a[href]", "as => as.map(a => a.getAttribute('href'))"):
                 target = urlparse(urljoin(page.url, href))  # page.url: after any redirect
                 if target.netloc == host and not (html / target.path.lstrip("/")).exists():
@@ -94,4 +139,8 @@ def test_every_page_loads_offline_in_chromium_with_its_images_links_and_math(htm
     assert not outside, f"requests left the machine: {outside[:5]}"
     assert not failed, failed[:5]
     assert not broken_links, broken_links[:5]
+    assert not empty_code, f"empty code blocks on {sorted(set(empty_code))}"
+    assert not overflowing, overflowing[:5]
+    assert figures >= 10, "the studies' figures are SVG with their text kept as text"
+    assert not small_text, f"figure text under half the body size: {small_text[:5]}"
     assert (ARTIFACTS / "gradient_analysis.png").stat().st_size > 10_000
