@@ -40,15 +40,18 @@ def exact(monkeypatch):
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
 
 
-def test_graphed_steps_equal_eager_steps(exact):
+@pytest.mark.parametrize("head,losses", [("linear", ("ce", "focal", "poly1")),
+                                         ("cosine", ("arcface", "cosface", "sphereface"))])
+def test_graphed_steps_equal_eager_steps(exact, head, losses):
     """Two epochs (with a partial last batch) replayed from CUDA graphs give what the same steps give eagerly:
-    parameters, momentum, BN statistics and the epoch's metrics, for a pack of three different losses."""
+    parameters, momentum, BN statistics and the epoch's metrics, for a pack of three different losses (on a
+    cosine head, the angular-margin family)."""
     data = load_dataset("fashionmnist", ROOT, train_subset=1000, val_size=500, prep="resize-rgb")
     results = []
     for graphs in ("on", "off"):
         cfgs = [RunConfig(arch="resnet20", loss=loss, seed=seed, epochs=2, precision="fp32", cuda_graphs=graphs,
-                          image_prep="resize-rgb", **{**SMALL, "train_subset": 1000, "val_size": 500})
-                for loss, seed in (("ce", 0), ("focal", 1), ("poly1", 2))]
+                          head=head, image_prep="resize-rgb", **{**SMALL, "train_subset": 1000, "val_size": 500})
+                for seed, loss in enumerate(losses)]
         run = PackRun(cfgs, data, torch.device("cuda"))
         assert (run.graphs is not None) == (graphs == "on")
         metrics = [run.train_epoch(e, progress=False) for e in range(2)]
