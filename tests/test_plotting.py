@@ -1,0 +1,55 @@
+"""The book's shared figures keep the promises their chapters make: at most eight losses a panel, MAE apart,
+integer epochs, labelled axes, the book's font sizes."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from lossnb.plotting import (FONT_SIZES, MAX_SERIES, book_style, learning_curves, loss_label,  # noqa: E402
+                             series_groups, wrap_tag)
+
+
+def test_series_groups_put_the_headline_first_at_most_eight_a_panel_and_mae_alone():
+    tags = [f"loss{i}" for i in range(19)] + ["mae", "ce"]
+    groups = series_groups(tags, headline=["ce", "loss3", "absent"])
+    assert groups[0] == ("baselines and our designs", ["ce", "loss3"])
+    assert groups[-1] == ("mae, on its own scale", ["mae"])
+    assert all(len(g) <= MAX_SERIES for _, g in groups)
+    flat = [t for _, g in groups for t in g]
+    assert sorted(flat) == sorted(tags) and len(flat) == len(set(flat))
+
+
+def test_labels_and_wrapped_titles():
+    assert loss_label("label_smoothing", {"eps": 0.1, "convention": "uniform"}) == "label_smoothing eps 0.1"
+    assert loss_label("focal", {"gamma": 2.0}) == "focal gamma 2"
+    assert loss_label("ce", {}) == "ce"
+    wrapped = wrap_tag("flsd53-gamma_high3-gamma_low5-threshold0.2", width=24)
+    assert all(len(line) <= 24 for line in wrapped.splitlines())
+    assert wrapped.replace("\n", "") == "flsd53-gamma_high3-gamma_low5-threshold0.2"
+
+
+@pytest.fixture
+def curves():
+    rows = [{"loss_tag": tag, "seed": seed, "epoch": e, "test_acc": 0.5 + 0.01 * e + 0.001 * seed,
+             "test_loss": 10.0 ** (3 - e) if tag == "mae" else 1.0 / (e + 1)}
+            for tag in ["ce", "focal-gamma2", "mae"] for seed in range(3) for e in range(4)]
+    return pd.DataFrame(rows)
+
+
+def test_learning_curves_draw_each_group_in_a_row_with_integer_epochs(curves):
+    book_style()
+    groups = series_groups(sorted(curves["loss_tag"].unique()), headline=["ce", "focal-gamma2"])
+    fig = learning_curves(curves, groups, "a study", {"focal-gamma2": "focal gamma 2"})
+    axes = fig.axes
+    assert len(axes) == 3 * len(groups)
+    acc, loss, legend = axes[0], axes[1], axes[2]
+    assert acc.get_ylabel() == "test accuracy (%)" and loss.get_ylabel() == "test cross-entropy"
+    assert [t.get_text() for t in legend.get_legend().get_texts()] == ["ce", "focal gamma 2"]
+    assert all(float(t).is_integer() for t in acc.get_xticks())
+    assert acc.get_lines()[0].get_xdata().min() == 1  # epochs counted from 1
+    assert axes[4].get_yscale() == "log" and loss.get_yscale() == "linear"  # MAE's loss spans 1000x
+    assert acc.title.get_fontsize() == FONT_SIZES["axes.titlesize"]
+    plt.close(fig)
