@@ -2,7 +2,11 @@
 book can be checked for legibility), and font sizes that stay readable when a figure is shrunk to page width."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
+
+from .analysis import pooled_ece
 
 # points. The book's text column is about 700 px wide at 1280 px, so a figure up to 13 in (936 pt) wide is
 # drawn at about 0.75 px per point: 11 pt stays above half the body text's 16 px, which the book test checks.
@@ -21,7 +25,14 @@ def book_style() -> None:
     if get_ipython() is not None:
         set_matplotlib_formats("svg")
 
-MAX_SERIES = 8  # lines one panel can hold in colours a reader tells apart (tab10 without its greys)
+
+MAX_SERIES = 8  # lines one panel can hold in colours a reader tells apart
+
+
+def distinct_colours() -> list:
+    """tab10 without its grey (which reads as 'background'): nine colours, enough for MAX_SERIES."""
+    colours = sns.color_palette("tab10", 10)
+    return colours[:7] + colours[8:]
 
 
 def series_groups(tags: list[str], headline: list[str],
@@ -41,15 +52,11 @@ def learning_curves(curves, groups: list[tuple[str, list[str]]], title: str, lab
     """Test accuracy (%) and test cross-entropy per epoch (1 = the first), mean and ±1 std band over seeds: a
     row per (title, losses) group, its legend in a third column (outside the panels, inside the figure's
     width); a loss axis spanning more than 50x is logarithmic."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
     labels = labels or {}
     fig, axes = plt.subplots(len(groups), 3, figsize=(12, 3.6 * len(groups)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1, 0.8]})
     data = curves.assign(epoch=curves["epoch"] + 1, acc=100 * curves["test_acc"])
-    colours = sns.color_palette("tab10", 10)
-    colours = colours[:7] + colours[8:]  # tab10 without its grey
+    colours = distinct_colours()
     for row, (name, group) in zip(axes, groups):
         sel = data[data["loss_tag"].isin(group)].assign(loss=lambda d: d["loss_tag"].map(lambda t: labels.get(t, t)))
         order = [labels.get(t, t) for t in group]
@@ -80,9 +87,6 @@ def loss_label(loss: str, params: dict) -> str:
 def reliability_grid(bins_by_loss: dict, title: str, columns: int = 4):
     """One reliability diagram per loss (bins pooled over seeds, lossnb.results.pooled_reliability), the
     pooled ECE in each panel's title."""
-    import matplotlib.pyplot as plt
-
-    from .analysis import pooled_ece
 
     names = [n for n, bins in bins_by_loss.items() if not bins.empty]
     cols = max(1, min(columns, len(names)))
