@@ -9,7 +9,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lossnb.plotting import (FONT_SIZES, MAX_SERIES, book_style, learning_curves, loss_label,  # noqa: E402
-                             series_groups, wrap_tag)
+                             reliability_grid, series_groups, wrap_tag)
 
 
 def test_series_groups_put_the_headline_first_at_most_eight_a_panel_and_mae_alone():
@@ -52,4 +52,14 @@ def test_learning_curves_draw_each_group_in_a_row_with_integer_epochs(curves):
     assert acc.get_lines()[0].get_xdata().min() == 1  # epochs counted from 1
     assert axes[4].get_yscale() == "log" and loss.get_yscale() == "linear"  # MAE's loss spans 1000x
     assert acc.title.get_fontsize() == FONT_SIZES["axes.titlesize"]
+    plt.close(fig)
+
+
+def test_reliability_grid_draws_a_panel_per_loss_with_bins_and_nothing_without():
+    bins = pd.DataFrame({"bin_lo": [0.0, 0.5], "bin_hi": [0.5, 1.0], "count": [10, 30], "confidence": [0.3, 0.8],
+                         "accuracy": [0.2, 0.9]})
+    assert reliability_grid({"ce": pd.DataFrame(), "mae": pd.DataFrame()}, "no bins") is None
+    fig = reliability_grid({"ce": bins, "focal-gamma2": bins, "mae": pd.DataFrame()}, "two losses")
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 2 and "pooled ECE 10.00%" in visible[0].get_title()  # (10*0.1 + 30*0.1) / 40
     plt.close(fig)

@@ -86,9 +86,11 @@ def loss_label(loss: str, params: dict) -> str:
 
 def reliability_grid(bins_by_loss: dict, title: str, columns: int = 4):
     """One reliability diagram per loss (bins pooled over seeds, lossnb.results.pooled_reliability), the
-    pooled ECE in each panel's title."""
+    pooled ECE in each panel's title; None when no loss has bins."""
 
     names = [n for n, bins in bins_by_loss.items() if not bins.empty]
+    if not names:  # records without reliability bins: nothing to draw
+        return None
     cols = max(1, min(columns, len(names)))
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 3.1 * rows), squeeze=False, sharex=True, sharey=True)
