@@ -79,7 +79,7 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                "device_name": _device_name(config.get("environment", {})), "dir": str(run_dir)}
         rows.append(row)
         curves.append(rec["metrics"].assign(study=study, task=task, loss_tag=loss_tag, seed=run["seed"]))
-    columns = ["study", "task", "loss_tag", "loss", "loss_params", "seed", "epochs", *SUMMARY_FIELDS, "eval_split",
+    columns = ["study", "task", "arch", "dataset", "head", "loss_tag", "loss", "loss_params", "seed", "epochs", *SUMMARY_FIELDS, "eval_split",
                "follows_200_epoch_protocol", "image_prep", "pack_size", "device_name", "dir"]
     runs = pd.DataFrame(rows, columns=columns)  # the columns even when no record exists yet
     runs.attrs["skipped"] = skipped

@@ -1,0 +1,190 @@
+"""A study's analysis plan (grids/plans/*.yaml), fixed before its runs, and the verdicts it yields on the
+records: its families of paired comparisons, each tested for a difference and for equivalence within the
+margin with Holm's correction inside the family, the runs that did not train, and the seed count its power
+rule gives."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import stats
+from .data import DATASETS
+from .trainer.config import loss_tag_of
+
+TOP_KEYS = ("grid", "task", "metric", "test", "alpha", "margin", "margin_why", "did_not_train_below", "families",
+            "seeds", "amendments")
+SEED_KEYS = ("rule", "source", "target", "power", "least", "most", "order")
+VERDICTS = ("better", "worse", "equivalent", "undecided", "not tested")
+
+
+class PlanError(ValueError):
+    pass
+
+
+@dataclasses.dataclass
+class Family:
+    name: str
+    kind: str  # "versus": every contender against every baseline; "ranking": adjacent pairs, best first
+    pairs: list[tuple[str, str]]  # (a, b) loss tags; a difference is a - b
+
+
+@dataclasses.dataclass
+class Plan:
+    path: Path
+    study: str  # the grid's runs folder, e.g. bench-fmnist-convnet-e200
+    task: str
+    metric: str
+    alpha: float
+    margin: float
+    did_not_train_below: float
+    families: list[Family]
+    seeds: dict
+    raw: dict
+
+    def tags(self) -> list[str]:
+        """Every loss the plan compares, in the order it names them."""
+        return list(dict.fromkeys(t for f in self.families for pair in f.pairs for t in pair))
+
+
+def load_plan(path: str | Path) -> Plan:
+    """A plan file, checked: every error names the file and the key."""
+    from .grid.spec import GridError, load_grid  # the grid package imports the trainer; a plan needs it only here
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise PlanError(f"{path}: cannot read the plan ({err})") from None
+    if not isinstance(raw, dict):
+        raise PlanError(f"{path}: a plan is a mapping of {', '.join(TOP_KEYS)}")
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    missing = [k for k in TOP_KEYS if k not in raw]
+    if unknown or missing:
+        raise PlanError(f"{path}: " + (f"unknown key {unknown[0]!r}" if unknown else f"missing key {missing[0]!r}")
+                        + f"; a plan has: {', '.join(TOP_KEYS)}")
+    try:
+        grid = load_grid(path.parent / raw["grid"])
+    except GridError as err:
+        raise PlanError(f"{path}: its grid: {err}") from None
+    studies = {(str(r.run_path().parts[0]), r.task_tag()) for r in grid.runs}
+    study = next((s for s, t in studies if t == raw["task"]), None)
+    if study is None:
+        raise PlanError(f"{path}: task {raw['task']!r} is not in {raw['grid']}")
+    families = [_family(entry, path) for entry in raw["families"]]
+    ran = {r.loss_tag() for r in grid.runs if r.task_tag() == raw["task"]}
+    for family in families:
+        for tag in (t for pair in family.pairs for t in pair):
+            if tag not in ran:
+                raise PlanError(f"{path}: family {family.name!r} compares {tag}, which {raw['grid']} does not run")
+    if set(raw["seeds"]) != set(SEED_KEYS):
+        raise PlanError(f"{path}: seeds needs exactly: {', '.join(SEED_KEYS)}")
+    return Plan(path, study, raw["task"], raw["metric"], float(raw["alpha"]), float(raw["margin"]),
+                float(raw["did_not_train_below"]), families, raw["seeds"], raw)
+
+
+def _tag(entry) -> str:
+    if isinstance(entry, str):
+        return loss_tag_of(entry, {})
+    return loss_tag_of(entry["name"], entry.get("params") or {})
+
+
+def _family(entry: dict, path: Path) -> Family:
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise PlanError(f"{path}: each family needs a name and either contenders + baselines or a ranking")
+    if "ranking" in entry:
+        order = [_tag(e) for e in entry["ranking"]]
+        return Family(entry["name"], "ranking", list(zip(order, order[1:])))
+    if "contenders" in entry and "baselines" in entry:
+        pairs = [(_tag(c), _tag(b)) for c in entry["contenders"] for b in entry["baselines"]]
+        return Family(entry["name"], "versus", pairs)
+    raise PlanError(f"{path}: family {entry['name']!r} needs contenders + baselines or a ranking")
+
+
+# ---------------------------------------------------------------- runs that did not train
+def did_not_train(runs: pd.DataFrame, factor: float) -> pd.Series:
+    """True for a complete run whose best accuracy stayed below ``factor`` times chance (1 / classes)."""
+    chance = runs["dataset"].map(lambda d: 1 / DATASETS[d]["classes"])
+    return (runs["status"] == "complete") & (runs["best_test_acc"] < factor * chance)
+
+
+def study_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
+    """The plan's runs (its study and task, the losses it names), with a ``trained`` column: False for a run
+    that diverged or did not train; the tests use only the trained ones."""
+    sel = runs[(runs["study"] == plan.study) & (runs["task"] == plan.task)].copy()
+    sel["trained"] = (sel["status"] == "complete") & ~did_not_train(sel, plan.did_not_train_below)
+    return sel
+
+
+# ---------------------------------------------------------------- verdicts
+def compare(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
+    """Every comparison of the plan on the seeds both losses trained: the mean difference a - b (in the
+    metric's unit) with its 95% CI, the paired t-test and TOST p-values, each Holm-adjusted within its
+    family, and the verdict."""
+    sel = study_runs(plan, runs)
+    wide = sel[sel["trained"]].pivot_table(index="seed", columns="loss_tag", values=plan.metric)
+    rows = []
+    for family in plan.families:
+        block = []
+        for a, b in family.pairs:
+            both = wide[[a, b]].dropna() if {a, b} <= set(wide.columns) else pd.DataFrame(columns=[a, b])
+            diff = (both[a] - both[b]).to_numpy(dtype=float)
+            mean, low, high = stats.mean_ci(diff)
+            block.append({"family": family.name, "a": a, "b": b, "seeds": len(diff), "mean diff": mean,
+                          "ci low": low, "ci high": high, "p (t)": stats.paired_t(diff),
+                          "p (TOST)": stats.tost(diff, plan.margin)})
+        table = pd.DataFrame(block)
+        for test in ("t", "TOST"):
+            table[f"p ({test}, Holm)"] = _holm_over_family(table[f"p ({test})"].to_numpy())
+        rows.append(table)
+    out = pd.concat(rows, ignore_index=True)
+    out["verdict"] = [verdict(r, plan.alpha) for r in out.to_dict("records")]
+    return out
+
+
+def _holm_over_family(p: np.ndarray) -> np.ndarray:
+    """Holm over the whole planned family: a comparison not yet testable counts as p = 1 (it uses up its
+    share of alpha, as in the plan), and keeps no adjusted p of its own."""
+    adjusted = stats.holm(np.where(np.isnan(p), 1.0, p))
+    return np.where(np.isnan(p), np.nan, adjusted)
+
+
+def verdict(row: dict, alpha: float) -> str:
+    """better / worse (difference test holds), equivalent (it does not, TOST does), undecided, or not tested
+    (fewer than 3 common seeds)."""
+    if np.isnan(row["p (t, Holm)"]):
+        return "not tested"
+    if row["p (t, Holm)"] < alpha:
+        return "better" if row["mean diff"] > 0 else "worse"
+    return "equivalent" if row["p (TOST, Holm)"] < alpha else "undecided"
+
+
+# ---------------------------------------------------------------- the seed count
+def seed_count(plan: Plan, runs: pd.DataFrame) -> dict:
+    """The plan's power rule on its source study: the pooled standard deviation of the first family's paired
+    differences there, the seeds it asks for, and the difference those seeds detect."""
+    rule = plan.seeds
+    source = runs[(runs["study"] == rule["source"]["study"]) & (runs["task"] == rule["source"]["task"])
+                  & (runs["status"] == "complete")]
+    wide = source.pivot_table(index="seed", columns="loss_tag", values=plan.metric)
+    first = plan.families[0]
+    variances, dfs, used = [], [], []
+    for a, b in first.pairs:
+        if {a, b} <= set(wide.columns):
+            diff = (wide[a] - wide[b]).dropna()
+            if len(diff) > 1:
+                variances.append(diff.var(ddof=1))
+                dfs.append(len(diff) - 1)
+                used.append((a, b))
+    if not used:
+        raise PlanError(f"{plan.path}: no pair of the first family ran in {rule['source']['study']}")
+    sd = float(np.sqrt(np.dot(dfs, variances) / np.sum(dfs)))
+    alpha = plan.alpha / len(first.pairs)
+    n = next((n for n in range(int(rule["least"]), int(rule["most"]) + 1)
+              if stats.detectable_difference(sd, n, alpha, rule["power"]) <= rule["target"]), int(rule["most"]))
+    return {"sd": sd, "pairs": used, "alpha": alpha, "seeds": n, "capped": stats.detectable_difference(
+        sd, n, alpha, rule["power"]) > rule["target"], "detectable": stats.detectable_difference(
+        sd, n, alpha, rule["power"]), "seed_list": list(rule["order"][:n])}
