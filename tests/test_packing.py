@@ -123,6 +123,23 @@ def test_each_member_of_a_pack_ends_as_its_run_trained_alone(packed, data, k):
     assert config["status"] == "complete" and config["epochs_completed"] == 3
 
 
+def test_a_pack_on_gray_images_repeated_to_three_channels_ends_as_its_runs_alone(tmp_path):
+    """resize-rgb images are three copies of one channel, which the trainer crops as one: the reference crops
+    all three, per image."""
+    rgb = load_dataset("fashionmnist", train_subset=320, val_size=256, prep="resize-rgb")
+    assert rgb.train_x.shape[1] == 3
+    cfgs = [RunConfig(loss=loss, seed=seed, **{**SMALL, "arch": "convnet", "image_prep": "resize-rgb"})
+            for loss, seed in (("ce", 5), ("poly1", 6))]
+    train_pack(cfgs, runs_dir=tmp_path, progress=False, data=rgb)
+    for cfg in cfgs:
+        model, ref_rows = reference_run(cfg, rgb)
+        state = last_state(cfg, tmp_path)
+        for name, want in model.state_dict().items():
+            if want.is_floating_point():
+                assert relative_error(state["model"][name], want) < 1e-7, name
+        assert [r["test_acc"] for r in state["rows"]] == [r["test_acc"] for r in ref_rows]
+
+
 def test_a_pack_records_each_run_in_the_solo_format_with_its_packing(packed):
     import json
 
