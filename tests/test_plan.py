@@ -1,0 +1,150 @@
+"""Analysis plans: verdicts on synthetic records of known differences, Holm within each family (statsmodels'
+Holm as reference), failed runs kept out, and the committed plan of the 200-epoch ConvNet study consistent with
+its grid and fixed before its runs."""
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+from statsmodels.stats.weightstats import ttost_paired
+
+from conftest import write_synthetic_record
+from lossnb.grid.spec import load_grid
+from lossnb.plan import PlanError, compare, load_plan, seed_count
+from lossnb.results import load_runs
+
+ROOT = Path(__file__).parents[1]
+SEEDS = range(6)
+CE = np.array([0.900, 0.910, 0.905, 0.895, 0.902, 0.908])
+NOISE = np.array([0.001, -0.001, 0.0005, -0.0005, 0.0, 0.0002])
+ACC = {  # loss tag: (name, params, accuracies by seed)
+    "ce": ("ce", {}, CE),
+    "ls": ("label_smoothing", {"eps": 0.1}, CE + 0.001 * np.array([1, -1, 1, -1, 1, -1])),
+    "capped": ("capped_ce", {"p_cap": 0.97, "sharpness": 10}, CE + 0.02 + NOISE),  # clearly better
+    "selfshaped": ("selfshaped_ls", {"eps": 0.2}, CE + NOISE),  # within +-0.5 points, tightly
+    "complement": ("complement_ls", {"eps": 0.1}, CE + np.array([0.03, -0.03, 0.02, -0.02, 0.01, -0.015])),
+    "focal2": ("focal", {"gamma": 2}, CE - 0.03 + NOISE),
+    "mae": ("mae", {}, np.array([0.05, 0.6, 0.62, 0.58, 0.61, 0.59])),  # seed 0 did not train (below 2 x 10%)
+}
+GRID = {"protocol": "t", "budget": {"epochs": 2}, "tasks": [{"arch": "convnet", "dataset": "fashionmnist"}],
+        "losses": [{"name": n, "params": p} for n, p, _ in ACC.values()], "seeds": list(SEEDS)}
+PLAN = {"grid": "grid.yaml", "task": "convnet-fashionmnist", "metric": "best_test_acc", "test": "paired",
+        "alpha": 0.05, "margin": 0.005, "margin_why": "test", "did_not_train_below": 2.0,
+        "families": [{"name": "designs", "contenders": [{"name": n, "params": p} for n, p, _ in
+                                                        (ACC["capped"], ACC["selfshaped"], ACC["complement"])],
+                      "baselines": ["ce", {"name": "label_smoothing", "params": {"eps": 0.1}}]},
+                     {"name": "ranking", "ranking": [{"name": "focal", "params": {"gamma": 2}}, "ce", "mae"]}],
+        "seeds": {"rule": "r", "source": {"study": "t-e2", "task": "convnet-fashionmnist"}, "target": 0.01,
+                  "power": 0.8, "least": 3, "most": 6, "order": list(SEEDS)},
+        "amendments": []}
+
+
+@pytest.fixture
+def study(tmp_path):
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(GRID))
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(PLAN))
+    for name, params, accs in ACC.values():
+        for seed in SEEDS:
+            write_synthetic_record(tmp_path / "runs", name, seed, float(accs[seed]), loss_params=params)
+    runs, _ = load_runs(tmp_path / "runs")
+    return load_plan(tmp_path / "plan.yaml"), runs
+
+
+def verdicts(table):
+    return {(r["a"].split("-")[0], r["b"].split("-")[0]): r["verdict"] for r in table.to_dict("records")}
+
+
+def test_each_comparison_gets_the_verdict_its_numbers_support(study):
+    plan, runs = study
+    got = verdicts(compare(plan, runs))
+    assert got[("capped_ce", "ce")] == "better"
+    assert got[("selfshaped_ls", "ce")] == "equivalent"
+    assert got[("complement_ls", "ce")] == "undecided"  # mean near 0, spread far wider than the margin
+    assert got[("focal", "ce")] == "worse"
+    assert got[("ce", "mae")] == "better"
+
+
+def test_holm_runs_within_each_family_only(study):
+    plan, runs = study
+    table = compare(plan, runs)
+    for name, block in table.groupby("family"):
+        np.testing.assert_allclose(block["p (t, Holm)"], multipletests(block["p (t)"], method="holm")[1])
+        np.testing.assert_allclose(block["p (TOST, Holm)"], multipletests(block["p (TOST)"], method="holm")[1])
+    assert (table["family"] == "designs").sum() == 6 and (table["family"] == "ranking").sum() == 2
+
+
+def test_tost_and_the_difference_are_on_seeds_both_losses_trained(study):
+    plan, runs = study
+    row = compare(plan, runs).set_index(["a", "b"]).loc[("ce", "mae")]
+    assert row["seeds"] == 5  # mae's seed 0 ended at 5%, below twice chance: not a run that trained
+    a, b = CE[1:], ACC["mae"][2][1:]
+    assert row["mean diff"] == pytest.approx(np.mean(a - b))
+    assert row["p (TOST)"] == pytest.approx(ttost_paired(a, b, -0.005, 0.005)[0])
+
+
+def test_a_comparison_without_three_common_seeds_is_not_tested_and_still_counts_in_holm(study, tmp_path):
+    plan, runs = study
+    runs = runs[~((runs["loss"] == "complement_ls") & (runs["seed"] > 1))]
+    table = compare(plan, runs)
+    designs = table[table["family"] == "designs"]
+    untested = designs["a"].str.startswith("complement_ls")
+    assert set(designs.loc[untested, "verdict"]) == {"not tested"}
+    p = designs["p (t)"].fillna(1.0)  # the plan's family keeps its size
+    np.testing.assert_allclose(designs.loc[~untested, "p (t, Holm)"],
+                               multipletests(p, method="holm")[1][~untested.to_numpy()])
+
+
+def test_a_plan_naming_a_loss_its_grid_does_not_run_is_refused(tmp_path):
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump({**GRID, "losses": ["ce"]}))
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(PLAN))
+    with pytest.raises(PlanError, match="does not run"):
+        load_plan(tmp_path / "plan.yaml")
+
+
+def test_the_power_rule_takes_the_fewest_seeds_that_reach_the_target(study):
+    plan, runs = study
+    diffs = [ACC[a][2] - ACC[b][2] for a in ("capped", "selfshaped", "complement") for b in ("ce", "ls")]
+    sd = np.sqrt(np.mean([np.var(d, ddof=1) for d in diffs]))  # equal seeds: the df-weighted pool is the mean
+    alpha = 0.05 / 6
+    want = next((n for n in range(3, 7) if sd * TTestPower().solve_power(nobs=n, alpha=alpha, power=0.8) <= 0.01), 6)
+    rule = seed_count(plan, runs)
+    assert rule["sd"] == pytest.approx(sd) and rule["seeds"] == want and rule["alpha"] == alpha
+    looser = seed_count(load_plan_with(plan, target=1.0), runs)
+    assert looser["seeds"] == 3 and not looser["capped"]
+
+
+def load_plan_with(plan, **seeds):
+    raw = {**plan.raw, "seeds": {**plan.raw["seeds"], **seeds}}
+    path = plan.path.with_name("plan2.yaml")
+    path.write_text(yaml.safe_dump(raw))
+    return load_plan(path)
+
+
+# ---------------------------------------------------------------- the committed plan
+COMMITTED = ROOT / "grids" / "plans" / "bench-fmnist-convnet.yaml"
+
+
+def test_the_committed_plans_seeds_are_its_grids():
+    plan = load_plan(COMMITTED)
+    runs, _ = load_runs(ROOT / "runs")
+    rule = seed_count(plan, runs)
+    grid = load_grid(plan.path.parent / plan.raw["grid"])
+    assert sorted({r.seed for r in grid.runs}) == sorted(rule["seed_list"])
+    assert rule["seed_list"][:3] == [42, 123, 456]
+
+
+def test_every_record_of_the_plans_study_was_made_after_the_plan_was_committed():
+    git = ["git", "-C", str(ROOT)]
+    first = subprocess.run([*git, "log", "--diff-filter=A", "--format=%H", "--", str(COMMITTED)],
+                           capture_output=True, text=True)
+    if first.returncode or not first.stdout.strip():
+        pytest.skip("no git history of the plan here")
+    plan_commit = first.stdout.split()[-1]
+    for config in (ROOT / "runs" / load_plan(COMMITTED).study).rglob("config.json"):
+        commit = json.loads(config.read_text())["environment"]["git"]["commit"]
+        ancestor = subprocess.run([*git, "merge-base", "--is-ancestor", plan_commit, commit])
+        assert ancestor.returncode == 0, f"{config} was made at {commit}, before the plan ({plan_commit})"
