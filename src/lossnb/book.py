@@ -13,8 +13,8 @@ from pathlib import Path
 import papermill
 from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) in notebooks
 
-STUDIES = ("gradient_analysis", "results", "own_loss", "angular_margin", "benchmark_200", "benchmark_run",
-           "loss_catalogue")
+STUDIES = ("gradient_analysis", "results", "own_loss", "angular_margin", "convnet_200", "benchmark_200",
+           "benchmark_run", "loss_catalogue")
 # MathJax parts the tex-svg component can load at run time, served from the book's own _static folder
 MATHJAX_PARTS = ("tex-svg.js", "input", "ui", "a11y", "sre")
 
@@ -27,6 +27,7 @@ def study_parameters(quick: bool) -> dict[str, dict]:
         "results": {},
         "own_loss": {},
         "angular_margin": {},
+        "convnet_200": {},
         "benchmark_200": {},
         # the book's example run: short, on real FashionMNIST, into a scratch folder (never into runs/)
         "benchmark_run": {"runs_dir": "../_build/book-example-runs", "progress": False,

@@ -13,6 +13,7 @@ import yaml
 
 from . import stats
 from .data import DATASETS
+from .names import plain_name
 from .trainer.config import loss_tag_of
 
 TOP_KEYS = ("grid", "task", "metric", "test", "alpha", "margin", "margin_why", "did_not_train_below", "families",
@@ -44,6 +45,24 @@ class Plan:
     families: list[Family]
     seeds: dict
     raw: dict
+    planned: int  # runs its grid holds for the plan's task
+
+    def labels(self) -> dict[str, str]:
+        """{loss tag: the loss in words, with the settings the plan names}."""
+        return {_tag(e): plain_name(*_name_params(e)) for f in self.raw["families"]
+                for key in ("contenders", "baselines", "ranking") for e in f.get(key, [])}
+
+    def panels(self) -> list[tuple[str, list[str]]]:
+        """(title, loss tags) groups for figures: each family's baselines, then its contenders, then a
+        ranking's losses not shown yet; MAE (far below every other loss) on its own."""
+        groups, shown = [], set()
+        for f in self.raw["families"]:
+            for key, title in (("baselines", "baselines"), ("contenders", "contenders"), ("ranking", f["name"])):
+                tags = [t for t in map(_tag, f.get(key, [])) if t not in shown]
+                shown.update(tags)
+                groups += [(title, [t for t in tags if not t.startswith("mae")]), ("MAE", [t for t in tags if
+                                                                                      t.startswith("mae")])]
+        return [(title, tags) for title, tags in groups if tags]
 
     def tags(self) -> list[str]:
         """Every loss the plan compares, in the order it names them."""
@@ -83,13 +102,16 @@ def load_plan(path: str | Path) -> Plan:
     if set(raw["seeds"]) != set(SEED_KEYS):
         raise PlanError(f"{path}: seeds needs exactly: {', '.join(SEED_KEYS)}")
     return Plan(path, study, raw["task"], raw["metric"], float(raw["alpha"]), float(raw["margin"]),
-                float(raw["did_not_train_below"]), families, raw["seeds"], raw)
+                float(raw["did_not_train_below"]), families, raw["seeds"], raw,
+                sum(r.task_tag() == raw["task"] for r in grid.runs))
+
+
+def _name_params(entry) -> tuple[str, dict]:
+    return (entry, {}) if isinstance(entry, str) else (entry["name"], entry.get("params") or {})
 
 
 def _tag(entry) -> str:
-    if isinstance(entry, str):
-        return loss_tag_of(entry, {})
-    return loss_tag_of(entry["name"], entry.get("params") or {})
+    return loss_tag_of(*_name_params(entry))
 
 
 def _family(entry: dict, path: Path) -> Family:
@@ -111,10 +133,10 @@ def did_not_train(runs: pd.DataFrame, factor: float) -> pd.Series:
     return (runs["status"] == "complete") & (runs["best_test_acc"] < factor * chance)
 
 
-def study_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
-    """The plan's runs (its study and task, the losses it names), with a ``trained`` column: False for a run
-    that diverged or did not train; the tests use only the trained ones."""
-    sel = runs[(runs["study"] == plan.study) & (runs["task"] == plan.task)].copy()
+def study_runs(plan: Plan, runs: pd.DataFrame, study: str | None = None) -> pd.DataFrame:
+    """The plan's runs (its study, or another study of the same task), with a ``trained`` column: False for a
+    run that diverged or did not train; the tests use only the trained ones."""
+    sel = runs[(runs["study"] == (study or plan.study)) & (runs["task"] == plan.task)].copy()
     sel["trained"] = (sel["status"] == "complete") & ~did_not_train(sel, plan.did_not_train_below)
     return sel
 

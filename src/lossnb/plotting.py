@@ -120,3 +120,92 @@ def wrap_tag(tag: str, width: int = 24) -> str:
         else:
             line = candidate
     return "\n".join(lines + [line])
+
+
+def split_off(tags: list[str], alone: tuple[str, ...] = ("mae",)) -> list[list[str]]:
+    """The tags in one group, and a loss in ``alone`` (whose scale would flatten the others) in a second."""
+    solo = [t for t in tags if t.split("-")[0] in alone]
+    rest = [t for t in tags if t not in solo]
+    return [g for g in (rest, solo) if g]
+
+
+def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best_test_acc",
+              xlabel: str = "best test accuracy (%)"):
+    """Each loss a row: every seed's value as a dot (a run that did not train as a red cross; ``runs`` has the
+    ``trained`` column of lossnb.plan.study_runs), and the mean with its 95% t interval over trained runs as a
+    black bar. MAE, far below the rest, gets a panel of its own."""
+    from .stats import mean_ci
+
+    groups = split_off(tags)
+    fig, axes = plt.subplots(1, len(groups), figsize=(10, 0.45 * len(tags) + 1.6), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1][:len(groups)]})
+    for ax, group in zip(axes[0], groups):
+        for y, tag in enumerate(group):
+            mine = runs[(runs["loss_tag"] == tag) & (runs["status"] == "complete")]
+            ok = mine[mine["trained"]]
+            ax.scatter(100 * ok[metric], [y] * len(ok), s=22, color="tab:blue", alpha=0.7, zorder=3)
+            bad = mine[~mine["trained"]]
+            ax.scatter(100 * bad[metric], [y] * len(bad), s=40, marker="x", color="tab:red", zorder=3)
+            mean, low, high = mean_ci(100 * ok[metric].to_numpy(dtype=float))
+            if len(ok) > 1:
+                ax.plot([low, high], [y, y], color="black", lw=2, zorder=4)
+            if len(ok):
+                ax.plot([mean], [y], marker="|", markersize=14, color="black", zorder=5)
+        ax.set_yticks(range(len(group)), [labels.get(t, t) for t in group])
+        ax.set_ylim(len(group) - 0.5, -0.5)
+        ax.set_xlabel(xlabel)
+    if len(groups) > 1:
+        axes[0][1].yaxis.tick_right()
+    fig.tight_layout()
+    return fig
+
+
+def forest(comparisons, labels: dict[str, str], margin: float):
+    """Each comparison of a plan (lossnb.plan.compare) as its difference a - b in points with the 95% CI, one
+    panel per family; the equivalence band ±margin shaded and zero drawn beneath the intervals."""
+    families = list(dict.fromkeys(comparisons["family"]))
+    sizes = [int((comparisons["family"] == f).sum()) for f in families]
+    fig, axes = plt.subplots(len(families), 1, figsize=(10, 0.36 * sum(sizes) + 1.4 * len(families)),
+                             squeeze=False, gridspec_kw={"height_ratios": sizes})
+    colours = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "undecided": "tab:gray",
+               "not tested": "lightgray"}
+    for ax, family in zip(axes[:, 0], families):
+        block = comparisons[comparisons["family"] == family].reset_index(drop=True)
+        ax.axvspan(-100 * margin, 100 * margin, color="tab:blue", alpha=0.08, zorder=0)
+        ax.axvline(0, color="black", lw=0.8, zorder=1)
+        for y, row in block.iterrows():
+            colour = colours[row["verdict"]]
+            if row["seeds"] >= 2:
+                ax.plot([100 * row["ci low"], 100 * row["ci high"]], [y, y], color=colour, lw=2, zorder=3)
+            if row["seeds"]:
+                ax.plot([100 * row["mean diff"]], [y], "o", color=colour, zorder=4)
+        ax.set_yticks(range(len(block)), [f"{labels.get(a, a)} − {labels.get(b, b)}" for a, b in
+                                          zip(block["a"], block["b"])])
+        ax.set_ylim(len(block) - 0.5, -0.5)
+        ax.set_title(family, loc="left")
+        ax.set_xlabel("difference in best test accuracy (points), 95% CI")
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in colours.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: int = 4):
+    """One small panel per loss: train and test accuracy (%) per epoch, mean over seeds; a gap that opens
+    says overfitting, a curve still rising at the end says the run had not converged."""
+    rows = -(-len(tags) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(12, 2.9 * rows), squeeze=False, sharex=True)
+    for ax, tag in zip(axes.flat, tags):
+        mine = curves[curves["loss_tag"] == tag].groupby("epoch")[["train_acc", "test_acc"]].mean()
+        ax.plot(mine.index + 1, 100 * mine["train_acc"], color="tab:orange", label="train")
+        ax.plot(mine.index + 1, 100 * mine["test_acc"], color="tab:blue", label="test")
+        ax.set_title(labels.get(tag, tag), fontsize=11)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+    for ax in axes.flat[len(tags):]:
+        ax.set_visible(False)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper right", ncol=2, frameon=False)
+    fig.supxlabel("epoch")
+    fig.supylabel("accuracy (%)")
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return fig

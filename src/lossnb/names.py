@@ -1,0 +1,30 @@
+"""Losses in words for tables and legends ("label smoothing ε=0.1"), from a loss's registry name and settings."""
+from __future__ import annotations
+
+from typing import Any
+
+PLAIN = {"ce": "cross-entropy", "label_smoothing": "label smoothing", "focal": "focal", "poly1": "Poly-1",
+         "mae": "MAE", "maxsup": "MaxSup", "capped_ce": "capped CE", "selfshaped_ls": "self-shaped LS",
+         "complement_ls": "complement LS"}
+SYMBOLS = {"eps": "ε", "epsilon": "ε", "gamma": "γ", "alpha": "α", "beta": "β", "tau": "τ", "lam": "λ"}
+HIDDEN = {("label_smoothing", "convention"), ("maxsup", "alpha_start"), ("maxsup", "alpha_end")}
+
+
+def plain_name(loss: str, params: dict[str, Any] | None = None) -> str:
+    """'focal γ=2', 'capped CE p_cap=0.97, sharpness=10'; a setting that is the loss's definition (label
+    smoothing's uniform convention, MaxSup's published schedule) is left out."""
+    shown = [f"{SYMBOLS.get(k, k)}={_number(v)}" for k, v in sorted((params or {}).items())
+             if (loss, k) not in HIDDEN]
+    name = PLAIN.get(loss, loss.replace("_", " "))
+    return f"{name} {', '.join(shown)}" if shown else name
+
+
+def labels_of(runs) -> dict[str, str]:
+    """{loss tag: plain name} for every loss of a run table (lossnb.results.load_runs)."""
+    firsts = runs.drop_duplicates("loss_tag")
+    return {tag: plain_name(loss, params) for tag, loss, params in
+            zip(firsts["loss_tag"], firsts["loss"], firsts["loss_params"])}
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

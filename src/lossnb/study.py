@@ -1,0 +1,175 @@
+"""A planned study in tables and sentences: per loss, its seeds and failed runs and its accuracy with a
+confidence interval; each verdict of the plan in words; the same losses in another study beside it. Chapters
+display these; the numbers come from lossnb.plan and lossnb.stats."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .plan import Plan, study_runs
+
+POINTS = 100  # accuracies are fractions in records and points (%) on the page
+
+
+def percent_ci(values) -> str:
+    """'91.23 [90.95, 91.51]': mean and 95% t interval, in points; the mean alone below 2 values."""
+    mean, low, high = stats.mean_ci(np.asarray(values, dtype=float) * POINTS)
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.2f}" if np.isnan(low) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def loss_table(plan: Plan, runs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """One row per loss of the plan: runs recorded, those that did not train or diverged (with their seeds),
+    and over the trained ones best and final test accuracy and final ECE (mean [95% CI], %), and the median
+    best epoch."""
+    sel = study_runs(plan, runs)
+    rows = []
+    for tag in plan.tags():
+        mine = sel[sel["loss_tag"] == tag]
+        ok = mine[mine["trained"]]
+        failed = mine[(mine["status"] == "complete") & ~mine["trained"]]
+        diverged = mine[mine["status"] == "diverged"]
+        rows.append({"loss": labels.get(tag, tag), "runs": len(mine), "trained": len(ok),
+                     "did not train": _seeds(failed), "diverged": _seeds(diverged),
+                     "best acc %": percent_ci(ok["best_test_acc"]), "final acc %": percent_ci(ok["final_test_acc"]),
+                     "final ECE %": percent_ci(ok["final_test_ece"]),
+                     "best epoch": f"{ok['best_epoch'].median() + 1:.0f}" if len(ok) else "–"})
+    return pd.DataFrame(rows).set_index("loss")
+
+
+def _seeds(runs: pd.DataFrame) -> str:
+    return f"{len(runs)} (seed {', '.join(map(str, sorted(runs['seed'])))})" if len(runs) else "0"
+
+
+def verdict_table(comparisons: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """The plan's comparisons for display: a - b in points with its 95% CI, Holm-adjusted p of the difference
+    and of equivalence, the verdict."""
+    return pd.DataFrame({
+        "family": comparisons["family"], "comparison": [f"{labels.get(a, a)} − {labels.get(b, b)}" for a, b in
+                                                        zip(comparisons["a"], comparisons["b"])],
+        "seeds": comparisons["seeds"],
+        "difference (pts)": [_diff(r) for r in comparisons.to_dict("records")],
+        "p difference (Holm)": comparisons["p (t, Holm)"].map(_p),
+        "p equivalence (Holm)": comparisons["p (TOST, Holm)"].map(_p),
+        "verdict": comparisons["verdict"]}).set_index(["family", "comparison"])
+
+
+def _diff(row: dict) -> str:
+    if np.isnan(row["mean diff"]):
+        return "–"
+    text = f"{POINTS * row['mean diff']:+.2f}"
+    return text if np.isnan(row["ci low"]) else f"{text} [{POINTS * row['ci low']:+.2f}, {POINTS * row['ci high']:+.2f}]"
+
+
+def _p(p: float) -> str:
+    return "–" if np.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def verdict_sentences(plan: Plan, comparisons: pd.DataFrame, labels: dict[str, str]) -> list[str]:
+    """Each family's outcome in words: for contenders, what each beat, lost to, tied within the margin, left
+    undecided; for a ranking, each adjacent pair and whether the whole order held."""
+    margin = POINTS * plan.margin
+    lines = []
+    for family in plan.families:
+        block = comparisons[comparisons["family"] == family.name]
+        if family.kind == "ranking":
+            lines.append(_ranking_sentence(family.name, block, labels, margin))
+            continue
+        for a, rows in block.groupby("a", sort=False):
+            lines.append(f"{labels.get(a, a)}: " + _contender_words(rows, labels, margin))
+    return lines
+
+
+def _contender_words(rows: pd.DataFrame, labels: dict, margin: float) -> str:
+    groups = {v: [labels.get(b, b) for b in rows.loc[rows["verdict"] == v, "b"]] for v in
+              ("better", "worse", "equivalent", "undecided", "not tested")}
+    words = {"better": "better than", "worse": "worse than", "equivalent": f"equivalent within ±{margin:g} points to",
+             "undecided": "undecided against", "not tested": "not yet tested (under 3 common seeds) against"}
+    parts = [f"{words[v]} {', '.join(names)}" for v, names in groups.items() if names]
+    beat_all = len(groups["better"]) == len(rows)
+    return "; ".join(parts) + (" — it beats every baseline." if beat_all else ".")
+
+
+def _ranking_sentence(name: str, rows: pd.DataFrame, labels: dict, margin: float) -> str:
+    pairs = []
+    for r in rows.to_dict("records"):
+        a, b = labels.get(r["a"], r["a"]), labels.get(r["b"], r["b"])
+        pairs.append({"better": f"{a} > {b} (holds)", "worse": f"{a} < {b} (reversed)",
+                      "equivalent": f"{a} ≈ {b} (equivalent within ±{margin:g} points)",
+                      "undecided": f"{a} vs {b} undecided", "not tested": f"{a} vs {b} not yet tested"}[r["verdict"]])
+    held = (rows["verdict"] == "better").all()
+    return f"{name}: " + "; ".join(pairs) + (". The whole order holds." if held else ". The order as claimed is not shown.")
+
+
+def beside_other_study(plan: Plan, runs: pd.DataFrame, other: str, labels: dict[str, str]) -> pd.DataFrame:
+    """The plan's losses in its study and in ``other`` (same task): best accuracy mean [95% CI] and each loss's
+    rank by mean in either, over runs that trained."""
+    columns = {}
+    for study in (other, plan.study):
+        sel = study_runs(plan, runs, study)
+        ok = sel[sel["trained"]]
+        means = ok.groupby("loss_tag")["best_test_acc"].mean()
+        ranks = means.rank(ascending=False, method="min")
+        columns[f"{study}: best acc %"] = {t: percent_ci(ok.loc[ok["loss_tag"] == t, "best_test_acc"])
+                                           for t in plan.tags()}
+        columns[f"{study}: rank"] = {t: f"{ranks[t]:.0f}" if t in ranks else "–" for t in plan.tags()}
+    table = pd.DataFrame(columns)
+    table.index = [labels.get(t, t) for t in table.index]
+    return table
+
+
+def cost_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """Per loss: complete runs, mean wall minutes per run (a pack's time shared among its runs), mean training
+    images per second over epochs, and the machines that ran them."""
+    sel = study_runs(plan, runs)
+    done = sel[sel["status"] == "complete"]
+    mine = curves[(curves["study"] == plan.study) & (curves["task"] == plan.task)]
+    rows = {}
+    for tag in plan.tags():
+        d = done[done["loss_tag"] == tag]
+        rate = mine.loc[mine["loss_tag"] == tag, "train_images_per_second"]
+        rows[labels.get(tag, tag)] = {
+            "runs": len(d), "minutes / run": f"{(d['wall_seconds'] / d['pack_size'].clip(lower=1)).mean() / 60:.1f}"
+            if len(d) else "–", "images / s": f"{rate.mean():,.0f}" if len(rate) else "–",
+            "machine": ", ".join(sorted(set(d["device_name"].dropna()))) or "–"}
+    return pd.DataFrame(rows).T
+
+
+def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
+    """What the plan's seeds can detect: at the spread its power rule assumed (the source study), and,
+    descriptively, at the spread of this study's own paired differences so far."""
+    from .plan import PlanError, compare, seed_count
+
+    try:
+        rule = seed_count(plan, runs)
+    except PlanError:
+        return f"The records of `{plan.seeds['source']['study']}`, on which the plan's power rule rests, are not here."
+    n = len(plan.seeds["order"][:rule["seeds"]])
+    text = (f"The plan's power rule took the spread of paired differences of the same comparisons in "
+            f"`{plan.seeds['source']['study']}` (standard deviation {POINTS * rule['sd']:.2f} points over "
+            f"{len(rule['pairs'])} pairs) and asks for {n} seeds, at which the strictest test of the first "
+            f"family (α = {rule['alpha']:.4f}) detects a difference of {POINTS * rule['detectable']:.2f} points "
+            f"with {plan.seeds['power']:.0%} power"
+            + (f"; the target of {POINTS * plan.seeds['target']:g} point(s) needed more seeds than the study's "
+               f"budget of {plan.seeds['most']}." if rule["capped"] else "."))
+    table = compare(plan, runs)
+    first = table[(table["family"] == plan.families[0].name) & (table["seeds"] >= 3)]
+    if len(first):
+        sds = [(stats_sd(plan, runs, a, b)) for a, b in zip(first["a"], first["b"])]
+        sd = float(np.sqrt(np.nanmean(np.square(sds))))
+        seeds = int(first["seeds"].median())
+        text += (f" At full length the same differences spread by {POINTS * sd:.2f} points so far (root mean "
+                 f"square over {len(first)} pairs), at which {seeds} seeds detect "
+                 f"{POINTS * stats.detectable_difference(sd, seeds, rule['alpha'], plan.seeds['power']):.2f} "
+                 "points (a description of this study's sensitivity, not a test).")
+    return text
+
+
+def stats_sd(plan: Plan, runs: pd.DataFrame, a: str, b: str) -> float:
+    """Standard deviation of the paired differences a - b over the seeds both trained."""
+    sel = study_runs(plan, runs)
+    wide = sel[sel["trained"]].pivot_table(index="seed", columns="loss_tag", values=plan.metric)
+    diff = (wide[a] - wide[b]).dropna()
+    return float(diff.std(ddof=1)) if len(diff) > 1 else np.nan
