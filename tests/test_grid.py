@@ -57,6 +57,8 @@ def test_a_grid_expands_to_every_task_loss_seed_with_per_loss_seeds():
     ({"budget": {"device": 3}}, "device must be a string, got 3"),
     ({"budget": {"image_prep": "crop"}}, "image_prep='crop'; choose one of: pad, resize-rgb"),
     ({"losses": ["ce", "ce"]}, "the same run twice"),
+    ({"seeds": [2**64]}, "seed=18446744073709551616; it must be <= 4294967295"),
+    ({"budget": {"lr": float("nan")}}, "lr=nan; it must be a finite number"),
 ])
 def test_bad_grids_are_refused_naming_the_key_and_the_choices(change, message):
     with pytest.raises(GridError, match=None) as err:
@@ -69,6 +71,15 @@ def test_a_missing_key_and_the_cli_error_line(tmp_path, capsys):
     del grid["seeds"]
     assert cli_main(["grid", str(write_grid(tmp_path, grid)), "--dry-run"]) == 2
     assert "missing key 'seeds'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [(["--pack", "0"], "pack size must be a positive integer, got 0"),
+                                            (["--time-budget", "-5"], "--time-budget=-5.0; it must be a positive"),
+                                            (["--time-budget", "nan"], "--time-budget=nan; it must be a positive")])
+def test_bad_grid_flags_end_in_one_line(tmp_path, capsys, flags, message):
+    assert cli_main(["grid", str(write_grid(tmp_path, tiny())), "--runs-dir", str(tmp_path / "runs"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def test_shipped_grid_files_are_valid():

@@ -60,6 +60,29 @@ def test_a_finished_run_is_not_rerun_unless_forced(tmp_path):
     assert forced["status"] == "complete"
 
 
+def test_settings_that_print_alike_are_not_one_run(tmp_path, capsys):
+    """gamma 2 and 2.0000001 share a folder name ('focal-gamma2'); the second is refused, naming both values,
+    and never answered with the first's record."""
+    from conftest import write_synthetic_record
+    from lossnb.grid import plan_runs
+
+    write_synthetic_record(tmp_path, "focal", 0, 0.8, epochs=1, protocol="test", loss_params={"gamma": 2})
+    same = RunConfig(loss="focal", loss_params={"gamma": 2}, epochs=1, arch="convnet", dataset="fashionmnist",
+                     protocol="test")
+    assert train(same, runs_dir=tmp_path, progress=False)["best_test_acc"] == 0.8  # the record answers for it
+    other = RunConfig(loss="focal", loss_params={"gamma": 2.0000001}, epochs=1, arch="convnet",
+                      dataset="fashionmnist", protocol="test")
+    assert other.run_path() == same.run_path()
+    with pytest.raises(records.RecordMismatch, match=r"'gamma': 2}, not loss_params=\{'gamma': 2\.0000001"):
+        train(other, runs_dir=tmp_path, progress=False)
+    skipped = dict(plan_runs([other], tmp_path).skipped)
+    assert "made with loss_params" in skipped[str(other.run_path())]
+    code = cli_main(["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "focal", "--loss-param",
+                     "gamma=2.0000001", "--epochs", "1", "--protocol", "test", "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "made with loss_params" in err and "Traceback" not in err
+
+
 def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(tmp_path, interrupt_training):
     # online label smoothing keeps state across epochs: resume must restore it too
     cfg = RunConfig(loss="online_ls", epochs=3, seed=5, **SMALL)
@@ -97,6 +120,10 @@ RUN = ["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "ce"
     (["--train-subset", "0"], "train_subset=0; it must be >= 1"),
     (["--train-subset", "1"], "a training set of 1 image(s); BatchNorm needs at least 2"),
     (["--lr", "0"], "lr=0.0; it must be > 0"),
+    (["--lr", "nan"], "lr=nan; it must be a finite number"),
+    (["--momentum", "inf"], "momentum=inf; it must be a finite number"),
+    (["--weight-decay", "nan"], "weight_decay=nan; it must be a finite number"),
+    (["--seed", str(2**64)], "seed=18446744073709551616; it must be <= 4294967295"),
     (["--image-prep", "crop"], "invalid choice: 'crop'"),
     (["--data-root", "/nonexistent", "--dataset", "mnist"], "mnist not found; looked in: /nonexistent/MNIST/raw"),
 ])

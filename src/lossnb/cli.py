@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -129,7 +130,9 @@ def _grid(args) -> int:
     spec = grid.load_grid(args.file)
     only = parse_only(args.only)
     plan = grid.plan_runs(spec.runs, Path(args.runs_dir), args.data_root, only)
-    pack_size = args.pack or grid.default_pack_size()
+    pack_size = args.pack if args.pack is not None else grid.default_pack_size()
+    if args.time_budget is not None and not (math.isfinite(args.time_budget) and args.time_budget > 0):
+        raise ValueError(f"--time-budget={args.time_budget}; it must be a positive number of minutes")
     packs = grid.make_packs(plan.todo, pack_size, Path(args.runs_dir), args.checkpoint_dir)
     if args.time_budget is not None and packs and not args.dry_run:
         from .trainer import RunFiles

@@ -29,7 +29,11 @@ def plan_runs(runs: list[RunConfig], runs_dir: Path, data_root: Path | None = No
             continue
         path = str(cfg.run_path())
         if records.is_finished(Path(runs_dir) / path):
-            skipped.append((path, "finished record exists"))
+            try:
+                records.check_identity(Path(runs_dir) / path, cfg)
+                skipped.append((path, "finished record exists"))
+            except records.RecordMismatch as err:
+                skipped.append((path, str(err)))
             continue
         if cfg.dataset not in missing:
             missing[cfg.dataset] = _missing_reason(cfg.dataset, data_root)

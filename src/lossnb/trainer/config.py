@@ -4,6 +4,7 @@ shortening is visible in the run's name."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from pathlib import PurePosixPath
 from typing import Any
@@ -18,9 +19,9 @@ EXECUTION_FIELDS = ("precision", "channels_last", "compile", "cuda_graphs", "dev
 
 
 def _f(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
-       exclusive: bool = False) -> Any:
+       exclusive: bool = False, maximum: int | None = None) -> Any:
     """A field with what the CLI, grid validation and error messages need to know about it."""
-    meta = {"help": help, "choices": choices, "minimum": minimum, "exclusive": exclusive}
+    meta = {"help": help, "choices": choices, "minimum": minimum, "exclusive": exclusive, "maximum": maximum}
     if isinstance(default, dict):
         return dataclasses.field(default_factory=dict, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -37,7 +38,9 @@ class RunConfig:
     loss: str = _required("loss name (lossnb losses lists them), or a loss file: path/custom_loss.py[:function]")
     head: str = _f("linear", "classifier head: linear, or cosine (logits = cos θ; the angular-margin losses need it)",
                    choices=HEADS)
-    seed: int = _f(0, "seed of initialisation, data order and augmentation", minimum=0)
+    # at most 2**32 - 1, numpy's and most libraries' range (torch takes up to 2**64 - 1; an epoch's generator
+    # seeds with seed * 100_003 + epoch, which must stay below it)
+    seed: int = _f(0, "seed of initialisation, data order and augmentation", minimum=0, maximum=2**32 - 1)
     loss_params: dict = _f({}, "loss hyperparameters")
     epochs: int = _f(200, "epochs (the cosine schedule spans them all)", minimum=1)
     batch_size: int = _f(128, "training batch size (the last partial batch is kept)", minimum=1)
@@ -162,6 +165,11 @@ def _checked(field: dataclasses.Field, value: Any) -> Any:
     meta = field.metadata
     if meta["choices"] and value not in meta["choices"]:
         raise ValueError(f"{field.name}={value!r}; choose one of: {', '.join(meta['choices'])}")
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"{field.name}={value!r}; it must be a finite number")
+    high = meta.get("maximum")
+    if high is not None and value > high:
+        raise ValueError(f"{field.name}={value!r}; it must be <= {high}")
     low = meta["minimum"]
     if low is not None and (value <= low if meta["exclusive"] else value < low):
         raise ValueError(f"{field.name}={value!r}; it must be {'>' if meta['exclusive'] else '>='} {low:g}")

@@ -292,6 +292,7 @@ def train_pack(cfgs: list[RunConfig], *, runs_dir: str | Path = "runs", checkpoi
             if not mine:
                 continue
             if records.is_finished(f.record) and not force:
+                records.check_identity(f.record, cfg)
                 summaries[i] = records.read_summary(f.record)
             else:
                 todo.append(i)

@@ -116,3 +116,33 @@ def read_summary(run_dir: Path) -> dict | None:
 def is_finished(run_dir: Path) -> bool:
     summary = read_summary(run_dir)
     return summary is not None and summary.get("status") in FINISHED
+
+
+# how a run executes, not what it computes (a memory format, a device, graphs change the order of float
+# rounding only): a record made one way answers for the others
+EXECUTION_ONLY = ("device", "compile", "cuda_graphs", "channels_last")
+
+
+class RecordMismatch(ValueError):
+    """A finished record sits where a run with other settings would be written."""
+
+
+def check_identity(run_dir: Path, cfg) -> None:
+    """Raise RecordMismatch naming both values where the finished record at ``run_dir`` was made with settings
+    other than ``cfg``'s (two values that print alike, such as gamma 2 and 2.0000001, share a folder name but
+    are not one run). Settings added since the record was written take their defaults, which it ran with."""
+    from ..losses import is_loss_file
+    from .config import RunConfig
+
+    path = run_dir / "config.json"
+    try:
+        recorded = RunConfig.from_dict(json.loads(path.read_text())["run"]).to_dict()
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RecordMismatch(f"{path}: cannot be read as a run's settings ({err}); move the record away or "
+                             "retrain it with --force") from None
+    asked = cfg.to_dict()
+    skip = set(EXECUTION_ONLY) | ({"loss"} if is_loss_file(cfg.loss) else set())  # a loss file: its hash is in the name
+    for key in sorted(set(asked) - skip):
+        if recorded.get(key) != asked[key]:
+            raise RecordMismatch(f"{run_dir} was made with {key}={recorded.get(key)!r}, not {key}={asked[key]!r}; "
+                                 "use another protocol name for these settings, or --force to replace it")
