@@ -187,3 +187,17 @@ def test_the_full_length_convnet_chapter_states_the_plans_verdicts_from_records(
     assert "capped CE p_cap=0.97, sharpness=10: better than cross-entropy, label smoothing ε=0.1, focal γ=2, " \
            "Poly-1 ε=1 — it beats every baseline." in text
     assert "focal γ=2 < focal γ=0.5 (reversed)" in text and "cross-entropy > MAE (holds)" in text
+
+
+def test_the_front_page_answer_names_a_design_that_beats_every_baseline_and_counts_verdicts(study):
+    from lossnb import answer
+
+    plan, runs = study
+    assert "capped CE p_cap=0.97, sharpness=10 beats every baseline in t-e2" in answer.headline([plan], runs)
+    text = answer.study_answer(plan, runs)
+    # capped: 2 better; self-shaped: 2 equivalent; complement: 2 undecided (see test_each_comparison...)
+    assert "Of its 6 comparisons of designs: 2 better, 2 equivalent within ±0.5 points, 2 undecided." in text
+    assert "6 planned runs complete" not in text and "42 of 42 planned runs complete" in text
+    assert "The report's ranking" not in text and "Ranking: not shown" in text
+    none = runs[runs["loss"] != "capped_ce"]
+    assert answer.headline([plan], none).startswith("**Not yet")

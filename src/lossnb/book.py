@@ -13,8 +13,8 @@ from pathlib import Path
 import papermill
 from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) in notebooks
 
-STUDIES = ("gradient_analysis", "results", "own_loss", "angular_margin", "convnet_200", "benchmark_200",
-           "benchmark_run", "loss_catalogue")
+STUDIES = ("intro", "gradient_analysis", "results", "own_loss", "angular_margin", "convnet_200",
+           "benchmark_200", "benchmark_run", "loss_catalogue")
 # MathJax parts the tex-svg component can load at run time, served from the book's own _static folder
 MATHJAX_PARTS = ("tex-svg.js", "input", "ui", "a11y", "sre")
 
@@ -23,6 +23,7 @@ def study_parameters(quick: bool) -> dict[str, dict]:
     """Parameters papermill injects per study. Paths stay relative to notebooks/ (the kernel's cwd), so an
     executed notebook names no folder of the machine that built it and runs again from any clone or Colab."""
     return {
+        "intro": {},
         "gradient_analysis": {"points": 41} if quick else {},
         "results": {},
         "own_loss": {},

@@ -16,8 +16,11 @@ from .data import DATASETS
 from .names import plain_name
 from .trainer.config import loss_tag_of
 
-TOP_KEYS = ("grid", "task", "metric", "test", "alpha", "margin", "margin_why", "did_not_train_below", "families",
-            "seeds", "amendments")
+REQUIRED_KEYS = ("grid", "task", "metric", "alpha", "margin", "families")
+# title: the study in words; declared: when the plan was fixed (a plan written after its runs says so, and has no
+# power rule: its seeds were already run)
+TOP_KEYS = (*REQUIRED_KEYS, "title", "declared", "test", "margin_why", "did_not_train_below", "seeds", "amendments")
+BEFORE_THE_RUNS = "before the runs"
 SEED_KEYS = ("rule", "source", "target", "power", "least", "most", "order")
 VERDICTS = ("better", "worse", "equivalent", "undecided", "not tested")
 
@@ -43,9 +46,17 @@ class Plan:
     margin: float
     did_not_train_below: float
     families: list[Family]
-    seeds: dict
+    seeds: dict | None  # the power rule; None for a plan declared after its runs
     raw: dict
     planned: int  # runs its grid holds for the plan's task
+
+    @property
+    def title(self) -> str:
+        return self.raw.get("title", self.study)
+
+    @property
+    def before_the_runs(self) -> bool:
+        return self.raw.get("declared", BEFORE_THE_RUNS) == BEFORE_THE_RUNS
 
     def labels(self) -> dict[str, str]:
         """{loss tag: the loss in words, with the settings the plan names}."""
@@ -81,7 +92,7 @@ def load_plan(path: str | Path) -> Plan:
     if not isinstance(raw, dict):
         raise PlanError(f"{path}: a plan is a mapping of {', '.join(TOP_KEYS)}")
     unknown = sorted(set(raw) - set(TOP_KEYS))
-    missing = [k for k in TOP_KEYS if k not in raw]
+    missing = [k for k in REQUIRED_KEYS if k not in raw]
     if unknown or missing:
         raise PlanError(f"{path}: " + (f"unknown key {unknown[0]!r}" if unknown else f"missing key {missing[0]!r}")
                         + f"; a plan has: {', '.join(TOP_KEYS)}")
@@ -99,10 +110,10 @@ def load_plan(path: str | Path) -> Plan:
         for tag in (t for pair in family.pairs for t in pair):
             if tag not in ran:
                 raise PlanError(f"{path}: family {family.name!r} compares {tag}, which {raw['grid']} does not run")
-    if set(raw["seeds"]) != set(SEED_KEYS):
+    if "seeds" in raw and set(raw["seeds"]) != set(SEED_KEYS):
         raise PlanError(f"{path}: seeds needs exactly: {', '.join(SEED_KEYS)}")
     return Plan(path, study, raw["task"], raw["metric"], float(raw["alpha"]), float(raw["margin"]),
-                float(raw["did_not_train_below"]), families, raw["seeds"], raw,
+                float(raw.get("did_not_train_below", 2.0)), families, raw.get("seeds"), raw,
                 sum(r.task_tag() == raw["task"] for r in grid.runs))
 
 
@@ -189,6 +200,8 @@ def seed_count(plan: Plan, runs: pd.DataFrame) -> dict:
     """The plan's power rule on its source study: the pooled standard deviation of the first family's paired
     differences there, the seeds it asks for, and the difference those seeds detect."""
     rule = plan.seeds
+    if not rule:
+        raise PlanError(f"{plan.path}: no power rule (a plan declared after its runs)")
     source = runs[(runs["study"] == rule["source"]["study"]) & (runs["task"] == rule["source"]["task"])
                   & (runs["status"] == "complete")]
     wide = source.pivot_table(index="seed", columns="loss_tag", values=plan.metric)

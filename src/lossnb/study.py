@@ -142,6 +142,8 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
     descriptively, at the spread of this study's own paired differences so far."""
     from .plan import PlanError, compare, seed_count
 
+    if not plan.seeds:
+        return "This plan was declared after its runs; it has no power rule."
     try:
         rule = seed_count(plan, runs)
     except PlanError:
@@ -154,17 +156,30 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
             f"with {plan.seeds['power']:.0%} power"
             + (f"; the target of {POINTS * plan.seeds['target']:g} point(s) needed more seeds than the study's "
                f"budget of {plan.seeds['most']}." if rule["capped"] else "."))
+    now = sensitivity(plan, runs)
+    if now:
+        text += (f" At full length the same differences spread by {POINTS * now['sd']:.2f} points so far (root mean "
+                 f"square over {now['pairs']} pairs), at which {now['seeds']} seeds detect "
+                 f"{POINTS * now['detectable']:.2f} points (a description of this study's sensitivity, not a test).")
+    return text
+
+
+def sensitivity(plan: Plan, runs: pd.DataFrame, power: float = 0.8) -> dict | None:
+    """The smallest difference the first family's strictest test (alpha / its size) detects with ``power``,
+    at the spread of the study's own paired differences (root mean square of their standard deviations) and
+    the median common seed count; None before any pair has 3 common seeds."""
+    from .plan import compare
+
     table = compare(plan, runs)
     first = table[(table["family"] == plan.families[0].name) & (table["seeds"] >= 3)]
-    if len(first):
-        sds = [(stats_sd(plan, runs, a, b)) for a, b in zip(first["a"], first["b"])]
-        sd = float(np.sqrt(np.nanmean(np.square(sds))))
-        seeds = int(first["seeds"].median())
-        text += (f" At full length the same differences spread by {POINTS * sd:.2f} points so far (root mean "
-                 f"square over {len(first)} pairs), at which {seeds} seeds detect "
-                 f"{POINTS * stats.detectable_difference(sd, seeds, rule['alpha'], plan.seeds['power']):.2f} "
-                 "points (a description of this study's sensitivity, not a test).")
-    return text
+    if not len(first):
+        return None
+    sds = [stats_sd(plan, runs, a, b) for a, b in zip(first["a"], first["b"])]
+    sd = float(np.sqrt(np.nanmean(np.square(sds))))
+    seeds = int(first["seeds"].median())
+    alpha = plan.alpha / len(plan.families[0].pairs)
+    return {"sd": sd, "pairs": len(first), "seeds": seeds,
+            "detectable": stats.detectable_difference(sd, seeds, alpha, power)}
 
 
 def stats_sd(plan: Plan, runs: pd.DataFrame, a: str, b: str) -> float:
