@@ -12,6 +12,12 @@ is a real epoch's: aggregate images/s = K x 60,000 / (60,000 images at the timed
 evaluation), as a run pays both every epoch. On CUDA, each K also runs without CUDA graphs
 (eager) for K in {1, 12}: the ratio says how much of the time launches took.
 
+On a CPU the same run first compares lossnb with the model's own step, per task (the ConvNet on 1- and 3-channel
+images, ResNet-20): the bare step (forward, cross-entropy, backward, torch.optim.SGD on one fixed batch) in each
+precision and memory format, the one `auto` takes (the fastest where bf16 agrees with fp32), and lossnb's
+training epoch in that setting as a share of it (`vs_model_step`; `epoch_vs_model_step` counts the evaluation
+too). The CPU's instruction-set flags are recorded beside the figures.
+
 Limits measured in the same run (CUDA): device-to-device copy bandwidth and a bf16 8192^3 matmul rate; with
 the FLOPs of one training image (forward + backward, counted by torch.utils.flop_counter), each figure's
 achieved TFLOP/s and its share of the matmul rate say what bounds it: compute where the share is large
@@ -34,6 +40,18 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from machine import describe_machine  # noqa: E402
 
 STEPS = 60  # training steps per run in the timed epoch
+# (arch, image_prep, input channels) of the CPU's model-step comparison: the report's ConvNet on 1-channel padded
+# images (its shortened protocols) and on the benchmark's 3-channel task, and ResNet-20 on the benchmark's task
+CPU_TASKS = (("convnet", "pad", 1), ("convnet", "resize-rgb", 3), ("resnet20", "resize-rgb", 3))
+
+
+def _cpu_flags():
+    """The instruction-set flags that decide which precision and layout are fast."""
+    try:
+        flags = next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split(":")[1].split()
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
 COMPUTE_SHARE = 0.25
 
 
@@ -89,16 +107,17 @@ def _reference(arch, device, images, workers):
     return {"images_per_second": rate, "num_workers": workers, "precision": "fp32"}
 
 
-def _pack(arch, device, k, graphs):
+def _pack(arch, device, k, graphs, prep="resize-rgb", precision="auto", channels_last="auto"):
     import dataclasses
 
     from lossnb.data import load_dataset
     from lossnb.trainer import RunConfig
     from lossnb.trainer.loop import PackRun
 
-    cfgs = [RunConfig(arch=arch, dataset="fashionmnist", loss="ce", seed=s, image_prep="resize-rgb", epochs=2,
-                      device=device, cuda_graphs="auto" if graphs else "off") for s in range(k)]
-    full = load_dataset("fashionmnist", "data", prep="resize-rgb")  # data/fashion-mnist/, else Debian's
+    cfgs = [RunConfig(arch=arch, dataset="fashionmnist", loss="ce", seed=s, image_prep=prep, epochs=2,
+                      device=device, cuda_graphs="auto" if graphs else "off", precision=precision,
+                      channels_last=channels_last) for s in range(k)]
+    full = load_dataset("fashionmnist", "data", prep=prep)  # data/fashion-mnist/, else Debian's
     n = STEPS * 128
     data = dataclasses.replace(full, train_x=full.train_x[:n], train_y=full.train_y[:n])
     run = PackRun(cfgs, data, torch.device(device))
@@ -119,6 +138,37 @@ def _pack(arch, device, k, graphs):
             "training_only_images_per_second": k * n / train_seconds, "evaluation_seconds": eval_seconds,
             "epoch_seconds": epoch_seconds, "precision": run.precision, "channels_last": run.channels_last,
             "cuda_graphs": run.graphs is not None, "training_images_timed": k * n}
+
+
+def _model_step(arch, channels):
+    """The bare step (lossnb.trainer.probe: forward, cross-entropy, backward, torch.optim.SGD on one fixed batch
+    of 128) in every candidate setting, measured afresh (no cache), and whether bf16 agrees with fp32."""
+    from lossnb.trainer import probe
+
+    agrees = probe.bf16_agrees(arch, 10, channels, "linear")
+    rates = {probe._name(p, cl): probe.bare_step_rate(arch, 10, channels, "linear", p, cl, seconds=3.0)
+             for p, cl in probe.CANDIDATES}
+    candidates = {k: v for k, v in rates.items() if agrees or k.startswith("fp32")}
+    return {"rates": rates, "bf16_agrees": agrees, "auto": max(candidates, key=candidates.get)}
+
+
+def model_step_rows(archs, threads):
+    """Per task: the bare step in each setting, the one auto takes, and lossnb's training (and whole epoch,
+    evaluation included) in that setting, as a share of its bare step."""
+    rows = []
+    for arch, prep, channels in archs:
+        step = measure("model_step", arch, channels)
+        precision, layout = step["auto"].split("/")
+        lossnb = measure("pack", arch, "cpu", 1, False, prep, precision, "on" if layout == "channels_last" else "off")
+        bare = step["rates"][step["auto"]]
+        row = {"arch": arch, "image_prep": prep, "channels": channels, "threads": threads, **step, "lossnb": lossnb,
+               "vs_model_step": lossnb["training_only_images_per_second"] / bare,
+               "epoch_vs_model_step": lossnb["images_per_second"] / bare}
+        rows.append(row)
+        print(f"{arch:<9} {prep:<10} bare " + ", ".join(f"{k} {v:,.0f}" for k, v in step["rates"].items())
+              + f" | auto {step['auto']} | lossnb training {lossnb['training_only_images_per_second']:,.0f} img/s = "
+              f"{row['vs_model_step']:.2f}x its bare step, epoch {row['epoch_vs_model_step']:.2f}x", flush=True)
+    return rows
 
 
 def _flops_per_image(arch):
@@ -165,6 +215,8 @@ def _measure(kind, args, queue):
             result = _reference(*args)
         elif kind == "limits":
             result = _limits(*args)
+        elif kind == "model_step":
+            result = _model_step(*args)
         else:
             result = _pack(*args)
         if args and str(args[1]).startswith("cuda"):
@@ -198,6 +250,7 @@ def main(argv=None):
     workers = args.workers or ([4, 8] if cuda else [0, 2])
     out = pathlib.Path(args.out or f"benchmarks/results/trainer_speed_{args.device.split(':')[0]}.json")
     limits = measure("limits", args.device) if cuda else None
+    model_steps = None if cuda else model_step_rows(CPU_TASKS, torch.get_num_threads())
     rows = []
     for arch in archs:
         refs = [measure("reference", arch, args.device, STEPS * 128, w) for w in workers]
@@ -232,7 +285,8 @@ def main(argv=None):
         rows.append(row)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"what": __doc__.strip().splitlines()[0], "machine": describe_machine(args.device),
-                               "limits": limits, "steps_timed_per_run": STEPS, "results": rows}, indent=2) + "\n")
+                               "limits": limits, "steps_timed_per_run": STEPS, "model_step": model_steps,
+                               "cpu_flags": _cpu_flags(), "results": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

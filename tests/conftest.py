@@ -4,6 +4,15 @@ import pytest
 from lossnb.trainer import RunConfig, loop, records, train
 
 
+@pytest.fixture(scope="session", autouse=True)
+def probe_cache(tmp_path_factory):
+    """The CPU probe's measurements in a folder of this test session (inherited by the trainers it starts),
+    never in the user's cache."""
+    import os
+
+    os.environ["LOSSNB_CACHE"] = str(tmp_path_factory.mktemp("lossnb-cache"))
+
+
 class Interrupted(Exception):
     """Raised by ``interrupt_training`` right after the checkpoint it waits for is on disk."""
 

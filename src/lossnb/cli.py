@@ -152,6 +152,9 @@ def _grid(args) -> int:
         for path, reason in plan.skipped:
             print(f"skipped  {path}: {reason}")
         return 0
+    workers = args.workers
+    if workers is None and packs and args.backend == "local":
+        workers = _cpu_workers(packs[0][0])
     progress = grid.GridProgress(len(plan.todo), enabled=not args.no_progress)
     common = dict(checkpoint_dir=args.checkpoint_dir, data_root=args.data_root, on_start=progress.start,
                   on_done=progress.done)
@@ -159,11 +162,26 @@ def _grid(args) -> int:
         if args.backend == "ray":
             outcomes = grid.run_ray(packs, Path(args.runs_dir), address=args.address, **common)
         else:
-            outcomes = grid.run_local(packs, Path(args.runs_dir), workers=args.workers, **common)
+            outcomes = grid.run_local(packs, Path(args.runs_dir), workers=workers, **common)
     finally:
         progress.close()
     _print_grid_summary(outcomes, plan.skipped)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _cpu_workers(cfg) -> int | None:
+    """On a machine without a GPU: how many runs train at once, measured (None: the backend's default)."""
+    import torch
+
+    from .data import DATASETS, input_channels
+    from .trainer.probe import best_workers
+
+    if torch.cuda.is_available() or cfg.device.startswith("cuda"):
+        return None
+    # the probe times the run's precision where it is pinned, else fp32 (the precision every CPU has)
+    precision = "fp32" if cfg.precision == "auto" else cfg.precision
+    return best_workers(cfg.arch, DATASETS[cfg.dataset]["classes"], input_channels(cfg.dataset, cfg.image_prep),
+                        cfg.head, precision, cfg.channels_last != "off", say=lambda line: print(line, file=sys.stderr))
 
 
 def _book(args) -> int:
@@ -233,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", default="local", choices=["local", "ray"])
     g.add_argument("--pack", type=int, default=None,
                    help="runs trained at once as one packed model (default: 1 on a CPU, 12 with a GPU)")
-    g.add_argument("--workers", type=int, default=None, help="local: packs at a time (default: one per GPU, else 1)")
+    g.add_argument("--workers", type=int, default=None, help="local: packs at a time (default: one per GPU; on a CPU, 1 or one per core, as measured)")
     g.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="start only the packs whose whole runs fit in this time, one after another (each pack "
                         "shape is timed briefly first); the others are left for later")

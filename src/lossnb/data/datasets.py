@@ -27,6 +27,11 @@ IMAGE_PREPS = {
                   "as the benchmark's FashionMNIST task",
 }
 
+def input_channels(dataset: str, prep: str) -> int:
+    """Channels of the 32x32 images a model of this data set and preparation receives."""
+    return 3 if prep == "resize-rgb" else DATASETS[dataset]["channels"]
+
+
 _HOW_TO_GET = {
     "cifar10": "put cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/) under --data-root, "
                "or pass --download where the network works",

@@ -15,7 +15,6 @@ from ..models import HEADS, available_models
 
 # the fields that define a run's protocol: a value other than the default is written into its directory name
 BUDGET_SHORT = {"batch_size": "bs", "lr": "lr", "momentum": "mom", "weight_decay": "wd"}
-EXECUTION_FIELDS = ("precision", "channels_last", "compile", "cuda_graphs", "device")  # how, not what, is run
 
 
 def _f(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
@@ -53,8 +52,10 @@ class RunConfig:
     image_prep: str = _f("pad", "how images become 32x32: " + "; ".join(f"{k}: {v}" for k, v in IMAGE_PREPS.items()),
                          choices=tuple(IMAGE_PREPS))
     protocol: str = _f("bench", "protocol name, first part of the run directory")
-    precision: str = _f("auto", "bf16 autocast or fp32 (auto: bf16 where it is fast)", choices=("auto", "bf16", "fp32"))
-    channels_last: str = _f("auto", "channels_last memory format", choices=("auto", "on", "off"))
+    precision: str = _f("auto", "bf16 autocast or fp32 (auto: bf16 on CUDA; on a CPU the faster, measured)",
+                        choices=("auto", "bf16", "fp32"))
+    channels_last: str = _f("auto", "channels_last memory format (auto: on CUDA; on a CPU the faster, measured)",
+                            choices=("auto", "on", "off"))
     compile: bool = _f(False, "torch.compile the model (no CUDA graphs then)")
     cuda_graphs: str = _f("auto", "capture each training step in a CUDA graph (auto: on CUDA, for stateless losses)",
                           choices=("auto", "on", "off"))

@@ -24,26 +24,27 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def cpu_has_fast_bf16() -> bool:
-    """AMX or AVX-512 bf16: where bf16 autocast speeds up CPU training (elsewhere it is slower than fp32)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+def resolve_execution(precision: str, channels_last: str, device: torch.device, arch: str, num_classes: int,
+                      in_channels: int, head: str, say=print) -> dict:
+    """The precision and memory format a run uses. A setting given stays; `auto` on CUDA is bf16 (where the GPU
+    has it) and channels_last; `auto` on a CPU is the fastest measured bare step of this model shape on this
+    machine (lossnb.trainer.probe), among the candidates the given settings leave. Returns {"precision",
+    "channels_last", "chosen_by"} (+ "probe_rates" on a CPU), what config.json records as resolved."""
+    if device.type != "cpu" or (precision != "auto" and channels_last != "auto"):
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return {"precision": ("bf16" if bf16 else "fp32") if precision == "auto" else precision,
+                "channels_last": channels_last != "off", "chosen_by": "settings"}
+    from .probe import probe
 
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
-
-
-def resolve_channels_last(setting: str, device: torch.device) -> bool:
-    """On unless asked off: faster on CUDA, and in a quick check here for fp32 CPU training of ResNet-20 too."""
-    return setting != "off"
+    measured = probe(arch, num_classes, in_channels, head, say=say)
+    allowed = {name: rate for name, rate in measured["rates"].items()
+               if (precision == "auto" or name.startswith(precision + "/"))
+               and (channels_last == "auto" or name.endswith("channels_last") == (channels_last == "on"))}
+    if not allowed:  # bf16 asked where it does not agree with fp32: the setting stands, unmeasured
+        return {"precision": precision, "channels_last": channels_last == "on", "chosen_by": "settings"}
+    best = max(allowed, key=allowed.get)
+    return {"precision": best.split("/")[0], "channels_last": best.endswith("channels_last"),
+            "chosen_by": "bare-step probe on this machine", "probe_rates": measured["rates"]}
 
 
 def git_commit() -> dict:

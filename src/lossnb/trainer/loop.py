@@ -17,7 +17,7 @@ from ..data import EpochPlan, ImageData, crop_flip, load_dataset, normalize, pad
 from ..models import get_model
 from . import records
 from .config import RunConfig
-from .environment import describe_environment, resolve_channels_last, resolve_device, resolve_precision
+from .environment import describe_environment, resolve_device, resolve_execution
 from .metrics import evaluation_metrics, reliability_bins
 from .graphs import GraphedSteps, use_cuda_graphs
 from .pack import Pack
@@ -43,8 +43,11 @@ class PackRun:
     def __init__(self, cfgs: list[RunConfig], data: ImageData, device: torch.device):
         self.cfgs, self.data, self.device, self.k = cfgs, data, device, len(cfgs)
         cfg = cfgs[0]
-        self.precision = resolve_precision(cfg.precision, device)
-        self.channels_last = resolve_channels_last(cfg.channels_last, device)
+        self.execution = resolve_execution(cfg.precision, cfg.channels_last, device, cfg.arch, data.num_classes,
+                                           data.in_channels, cfg.head, say=lambda line: print(line, file=sys.stderr))
+        self.precision, self.channels_last = self.execution["precision"], self.execution["channels_last"]
+        print(f"{self.precision}, {'channels_last' if self.channels_last else 'NCHW'} "
+              f"({self.execution['chosen_by']}), {torch.get_num_threads()} thread(s) on {device}", file=sys.stderr)
         models = []
         for c in cfgs:  # each run's own seed's initialisation, as its solo run
             torch.manual_seed(c.seed)
@@ -248,8 +251,7 @@ def _config_record(run: PackRun, k: int) -> dict:
     return {
         "run": cfg.to_dict(), "run_path": str(cfg.run_path()),
         "follows_200_epoch_protocol": cfg.follows_protocol(),
-        "resolved": {"precision": run.precision, "channels_last": run.channels_last,
-                     "cuda_graphs": run.graphs is not None},
+        "resolved": {**run.execution, "cuda_graphs": run.graphs is not None},
         "packing": {"pack_size": run.k, "member": k, "pack": [str(c.run_path()) for c in run.cfgs],
                     "note": "trained as one packed model with the runs listed; wall and epoch seconds are the "
                             "pack's, train_images_per_second is this run's images per second"},

@@ -1,0 +1,189 @@
+"""What `auto` means on a CPU, measured: a few bare training steps (forward, cross-entropy, backward,
+torch.optim.SGD) of the run's model and input shape in each precision and memory format, the fastest taken;
+bf16 only where a step's loss and gradients agree with fp32's within a stated tolerance. The choice is cached
+per machine, torch version and model shape (~/.cache/lossnb/probe.json, outside runs/ and git), so a machine
+probes each shape once; delete the file to probe again (a probe taken while the machine was busy may be off).
+
+Which is fastest depends on the network, the input's channel count and the CPU: bf16 channels_last is the
+fastest ConvNet setting on an AVX-512-bf16 CPU and bf16 NCHW its slowest; on an AVX2-only CPU bf16 loses.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+CANDIDATES = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
+BATCH = 128
+PROBE_SECONDS = 0.6  # timed per candidate, after one warm-up step; at least 3 steps
+# bf16 is a candidate only if one step's loss is within 1% of fp32's, the whole gradient's cosine similarity to
+# fp32's is at least 0.95 and each tensor's at least 0.75. That passes bf16's ordinary rounding (at
+# initialisation on random data, where gradients are small and noisy: whole 0.999 for the ConvNet and 0.98 for
+# ResNet-20, their worst tensors 0.99 and 0.83, measured here) and stops a kernel whose gradients point
+# elsewhere (MobileNetV2 on this machine's torch: whole 0.46, a tensor at -0.3), as reported in
+# pytorch/pytorch#163347 and #169688 for bf16 CPU convolutions.
+BF16_LOSS_RTOL, BF16_GRAD_COSINE, BF16_TENSOR_COSINE = 0.01, 0.95, 0.75
+
+
+def cache_path() -> Path:
+    return Path(os.environ.get("LOSSNB_CACHE", Path.home() / ".cache" / "lossnb")) / "probe.json"
+
+
+def machine_key() -> str:
+    """The CPU (model name and flags), core count and torch version: what a measured choice depends on."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        model = next((line for line in info.splitlines() if line.startswith("model name")), "")
+        flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    except OSError:
+        model, flags = platform.processor(), ""
+    text = f"{model}|{flags}|{os.cpu_count()}|{torch.__version__}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _model(arch: str, num_classes: int, in_channels: int, head: str, channels_last: bool):
+    from ..models import get_model
+
+    torch.manual_seed(0)
+    model = get_model(arch, num_classes, in_channels, head)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def _step(model, opt, x, y, precision: str):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = F.cross_entropy(model(x).float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def bare_step_rate(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
+                   channels_last: bool, seconds: float = PROBE_SECONDS) -> float:
+    """Images per second of the bare step at batch 128 on this process's threads."""
+    model = _model(arch, num_classes, in_channels, head, channels_last).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(BATCH, in_channels, 32, 32)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    y = torch.randint(0, num_classes, (BATCH,))
+    _step(model, opt, x, y, precision)  # warm-up: first-call allocations and kernel choices
+    steps, started = 0, time.perf_counter()
+    while steps < 3 or time.perf_counter() - started < seconds:
+        _step(model, opt, x, y, precision)
+        steps += 1
+    return steps * BATCH / (time.perf_counter() - started)
+
+
+def bf16_agrees(arch: str, num_classes: int, in_channels: int, head: str) -> bool:
+    """One step's loss and gradients in bf16 autocast against fp32, from the same weights and batch."""
+    torch.manual_seed(1)
+    x, y = torch.randn(BATCH, in_channels, 32, 32), torch.randint(0, num_classes, (BATCH,))
+    results = []
+    for precision in ("fp32", "bf16"):
+        model = _model(arch, num_classes, in_channels, head, False).train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = F.cross_entropy(model(x).float(), y)
+        grads = torch.autograd.grad(loss, [p for p in model.parameters()])
+        results.append((loss.detach(), grads))
+    (loss32, g32), (loss16, g16) = results
+    if not torch.isfinite(loss16) or abs(loss16 - loss32) > BF16_LOSS_RTOL * abs(loss32):
+        return False
+    def cosine(a, b):
+        return float(F.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0))
+
+    whole = cosine(torch.cat([g.flatten() for g in g32]), torch.cat([g.flatten() for g in g16]))
+    return whole >= BF16_GRAD_COSINE and all(cosine(a, b) >= BF16_TENSOR_COSINE for a, b in zip(g32, g16)
+                                             if a.norm() > 0)
+
+
+def probe(arch: str, num_classes: int, in_channels: int, head: str = "linear", say=print) -> dict:
+    """The fastest (precision, channels_last) of the bare step on this machine for this model shape, cached.
+    Returns {"precision", "channels_last", "rates": {"fp32/nchw": img/s, ...}, "bf16_agrees", "threads"}."""
+    threads = torch.get_num_threads()
+    key = f"{machine_key()}|{arch}|{num_classes}|{in_channels}|{head}|{threads}"
+    cache = _read_cache()
+    if key in cache:
+        return cache[key]
+    agrees = bf16_agrees(arch, num_classes, in_channels, head)
+    rates = {}
+    for precision, channels_last in CANDIDATES:
+        if precision == "bf16" and not agrees:
+            continue
+        rates[_name(precision, channels_last)] = bare_step_rate(arch, num_classes, in_channels, head, precision,
+                                                                channels_last)
+    best = max(rates, key=rates.get)
+    choice = {"precision": best.split("/")[0], "channels_last": best.endswith("channels_last"), "rates": rates,
+              "bf16_agrees": agrees, "threads": threads}
+    cache[key] = choice
+    _write_cache(cache)
+    say(f"measured the bare training step of {arch} ({in_channels}x32x32, {threads} thread(s)): "
+        + ", ".join(f"{k} {v:,.0f} img/s" for k, v in rates.items()) + f"; auto takes {best}")
+    return choice
+
+
+def _name(precision: str, channels_last: bool) -> str:
+    return f"{precision}/{'channels_last' if channels_last else 'nchw'}"
+
+
+def _read_cache() -> dict:
+    try:
+        data = json.loads(cache_path().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # no cache, or a damaged one: probe again and write a whole new one
+
+
+def _write_cache(cache: dict) -> None:
+    from .records import atomic_write_text
+
+    try:
+        atomic_write_text(cache_path(), json.dumps(cache, indent=1, sort_keys=True))
+    except OSError:
+        pass  # a read-only home: the choice is measured again next time, nothing else changes
+
+
+def _worker_rate(args) -> float:
+    """In a child process: one thread, wait for the others, then time the bare step."""
+    barrier, model_args = args[0], args[1:]
+    torch.set_num_threads(1)
+    barrier.wait()
+    return bare_step_rate(*model_args, seconds=2 * PROBE_SECONDS)
+
+
+def best_workers(arch: str, num_classes: int, in_channels: int, head: str, precision: str, channels_last: bool,
+                 cores: int | None = None, say=print) -> int:
+    """On a CPU of N cores: 1 (one process, N threads) or N (N single-thread processes side by side), whichever
+    gives more training images per second in aggregate, measured on the bare step and cached."""
+    import multiprocessing as mp
+
+    cores = cores or os.cpu_count() or 1
+    if cores < 2:
+        return 1
+    key = f"workers|{machine_key()}|{arch}|{num_classes}|{in_channels}|{head}|{precision}|{channels_last}|{cores}"
+    cache = _read_cache()
+    if key in cache:
+        return cache[key]["workers"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(cores)
+    try:
+        one = bare_step_rate(arch, num_classes, in_channels, head, precision, channels_last, 2 * PROBE_SECONDS)
+    finally:
+        torch.set_num_threads(before)
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(cores)
+        with ctx.Pool(cores) as pool:
+            many = sum(pool.map(_worker_rate, [(barrier, arch, num_classes, in_channels, head, precision,
+                                                channels_last)] * cores))
+    workers = cores if many > one else 1
+    cache[key] = {"workers": workers, "one_process_img_s": one, "single_thread_processes_img_s": many}
+    _write_cache(cache)
+    say(f"measured {arch} on {cores} cores: one process of {cores} threads {one:,.0f} img/s, {cores} single-thread "
+        f"processes {many:,.0f} img/s together; the grid trains {workers} run(s) at a time")
+    return workers
