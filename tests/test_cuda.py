@@ -74,11 +74,27 @@ def test_warm_up_leaves_no_trace(exact):
     cfg = RunConfig(arch="resnet20", loss="ce", epochs=1, precision="fp32", **SMALL)
     run = PackRun([cfg], data, torch.device("cuda"))
     before = [t.detach().clone() for t in run.pack.state_dict().values()]
+    rng = torch.cuda.get_rng_state()
     config = {"num_classes": 10, "epoch": 0, "total_epochs": 1}
     run.graphs._warm_up(run.batches(), config)
     after = list(run.pack.state_dict().values())
     assert all(torch.equal(a, b) for a, b in zip(before, after))
     assert all(int(b.count_nonzero()) == 0 for b in run.sgd.buffers)
+    assert torch.equal(torch.cuda.get_rng_state(), rng)  # dropout's generator too
+
+
+def test_a_graphed_run_with_dropout_resumes_to_the_uninterrupted_records(tmp_path, exact, interrupt_training):
+    """VGG-11-BN draws dropout masks on the GPU; the resumed process warms its graphs up at epoch 2, the
+    uninterrupted one at epoch 1, and both draw the same masks, so the records agree."""
+    cfg = RunConfig(arch="vgg11_bn", loss="ce", epochs=3, seed=5, precision="fp32", image_prep="resize-rgb",
+                    **{**SMALL, "train_subset": 1000})
+    train(cfg, runs_dir=tmp_path / "a", data_root=ROOT, progress=False)
+    interrupt_training(cfg, tmp_path / "b", after_epoch=1)
+    resumed = train(cfg, runs_dir=tmp_path / "b", data_root=ROOT, progress=False, resume=True)
+    assert resumed["status"] == "complete"
+    a, b = read_rows(tmp_path / "a" / cfg.run_path()), read_rows(tmp_path / "b" / cfg.run_path())
+    for row_a, row_b in zip(a, b):
+        assert row_b == pytest.approx(row_a, rel=1e-5, abs=1e-6)
 
 
 def test_a_packed_graphed_bf16_run_leaves_complete_records(tmp_path):

@@ -1,5 +1,6 @@
 """Grid files, and grids run for real (tiny FashionMNIST runs) on the local and Ray backends."""
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -217,3 +218,43 @@ def test_a_run_held_by_another_process_is_left_to_it(tmp_path):
         assert held == [True]
         outcome, = execute_pack([cfg], tmp_path / "runs")  # returns at once: nothing is trained
     assert outcome.status == "busy" and not (tmp_path / "runs" / cfg.run_path()).exists()
+
+
+@pytest.mark.slow
+def test_a_gpu_window_returns_finished_records_and_carries_an_unfinished_pack_over(tmp_path):
+    """scripts/gpu_job.sh window on this CPU with two minutes: the short grid's runs finish and come back as
+    records; the --carry grid's pack, far longer than that, starts anyway, is stopped at the deadline,
+    and comes back as checkpoints (no record) from which the next call resumes it."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    root = Path(__file__).parents[1]
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(root / "scripts" / "gpu_job.sh", tmp_path / "scripts")
+    (tmp_path / "src").symlink_to(root / "src")
+    (tmp_path / "grids").mkdir()
+    for name, epochs, loss in (("short", 2, "ce"), ("long", 1000, "poly1")):
+        write_grid(tmp_path / "grids", {"protocol": name, "budget": {"epochs": epochs, "train_subset": 512,
+                                                                    "val_size": 256},
+                                        "tasks": [{"arch": "convnet", "dataset": "fashionmnist"}],
+                                        "losses": [loss], "seeds": [0]}).rename(tmp_path / "grids" / f"{name}.yaml")
+    env = {**os.environ, "PYTHON": sys.executable, "PACK": "1", "RESERVE_SECONDS": "10", "MIN_GRID_SECONDS": "5",
+           "DATA_ROOT": "/usr/share/datasets"}
+    out = tmp_path / "out"
+    subprocess.run(["bash", "scripts/gpu_job.sh", "window", "2", str(out), "grids/short.yaml", "--carry",
+                    "grids/long.yaml"], cwd=tmp_path, env=env, check=True, timeout=240)
+    log = (out / "window.log").read_text()
+    assert "no CUDA GPU" in log and "window done" in log
+    with tarfile.open(out / "records.tar.gz") as tar:
+        names = tar.getnames()
+    assert any(n.endswith("short-e2-n512-val256/convnet-fashionmnist/ce/seed0/summary.json") for n in names)
+    assert not any("long-" in n for n in names)
+    parts = sorted(out.glob("checkpoints.tar.gz.part-*"))
+    assert parts
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    subprocess.run(f"cat {' '.join(map(str, parts))} | tar xz -C {restored}", shell=True, check=True)
+    kept = list(restored.rglob("epoch*.pt"))
+    assert kept and all("long-e1000-n512-val256/convnet-fashionmnist/poly1-epsilon1/seed0" in str(p) for p in kept)

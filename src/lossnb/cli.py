@@ -141,7 +141,7 @@ def _grid(args) -> int:
         done = [common_checkpoint_epoch([RunFiles.of(c, args.runs_dir, args.checkpoint_dir) for c in pack])
                 for pack in packs]
         packs = grid.fit_packs(packs, args.time_budget * 60, args.data_root, starting_epochs=done,
-                               say=lambda line: print(line, file=sys.stderr))
+                               say=lambda line: print(line, file=sys.stderr), partial=args.partial)
         plan.todo = [c for pack in packs for c in pack]
     print(f"{spec.protocol}: {len(spec.runs)} runs in the grid, {len(plan.todo)} to run in {len(packs)} pack(s) "
           f"of at most {pack_size}, {len(plan.skipped)} skipped", file=sys.stderr)
@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pack", type=int, default=None,
                    help="runs trained at once as one packed model (default: 1 on a CPU, 12 with a GPU)")
     g.add_argument("--workers", type=int, default=None, help="local: packs at a time (default: one per GPU; on a CPU, 1 or one per core, as measured)")
+    g.add_argument("--partial", action="store_true",
+                   help="with --time-budget: after the packs that fit, start one that does not, to be stopped when "
+                        "the time is up and resumed from its checkpoints by a later call")
     g.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="start only the packs whose whole runs fit in this time, one after another (each pack "
                         "shape is timed briefly first); the others are left for later")

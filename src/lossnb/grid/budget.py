@@ -66,10 +66,11 @@ def estimate_pack(cfgs: list[RunConfig], data_root=None, epochs_done: int = 0) -
 
 
 def fit_packs(packs: list[list[RunConfig]], seconds: float, data_root=None, say=print,
-              starting_epochs: list[int] | None = None) -> list[list[RunConfig]]:
+              starting_epochs: list[int] | None = None, partial: bool = False) -> list[list[RunConfig]]:
     """The packs, in order, that fit one after another in ``seconds``. A pack that does not fit is halved until
     a part of it fits (the rest is not started: a run that cannot finish is never begun); later, shorter packs
-    may still fit."""
+    may still fit. With ``partial``, the first pack that does not fit whole but has time for an epoch is
+    started last, to be stopped at the deadline and resumed from its checkpoints another time."""
     chosen, left, cache = [], seconds, {}
 
     def estimate(pack, done):
@@ -94,6 +95,9 @@ def fit_packs(packs: list[list[RunConfig]], seconds: float, data_root=None, say=
         if fits:
             chosen.append(part)
             left -= est.seconds
+        elif partial and est.seconds / max(1, est.epochs_left) <= left:
+            say(f"pack {i + 1}: starts anyway, to run until the time is up and resume later from its checkpoints")
+            return chosen + [pack]
     return chosen
 
 

@@ -45,6 +45,9 @@ class GraphedSteps:
 
     def _warm_up(self, sizes: list[int], config: dict) -> None:
         saved = [t.clone() for t in self._state_tensors()]
+        # warm-up steps draw dropout masks: the generator goes back too, so that this epoch's masks are those of
+        # a run that warmed up at another epoch (a resumed run warms up at its first epoch after the resume)
+        rng = torch.cuda.get_rng_state(self.run.device)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -54,6 +57,7 @@ class GraphedSteps:
         with torch.no_grad():
             for t, s in zip(self._state_tensors(), saved):
                 t.copy_(s)
+        torch.cuda.set_rng_state(rng, self.run.device)
         self.warmed = True
 
     def epoch(self, sizes: list[int], config: dict):
