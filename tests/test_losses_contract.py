@@ -271,3 +271,20 @@ def test_sort_based_losses_refuse_non_finite_logits_by_name(name, bad):
         L.get(name)(z, t, cfg(5))
     with pytest.raises(ValueError, match=f"{name} needs finite logits"):  # and so does its export
         _exec_export(L.export_source(name))(z, t, cfg(5))
+
+
+def test_every_stateful_loss_passes_its_own_check():
+    """`lossnb losses check` tries several class counts: each is a run of its own for a stateful loss."""
+    from lossnb.losses.check import check_loss
+
+    for name in L.available():
+        if L.spec(name).stateful:
+            failed = [c for c in check_loss(name) if not c.passed]
+            assert not failed, f"{name}: {failed}"
+
+
+def test_online_ls_refuses_state_of_another_class_count():
+    loss = L.get("online_ls")
+    loss(torch.randn(8, 10), torch.randint(0, 10, (8,)), {"num_classes": 10, "epoch": 0, "total_epochs": 2})
+    with pytest.raises(ValueError, match="keeps soft labels for 10 classes and got logits of 4"):
+        loss(torch.randn(8, 4), torch.randint(0, 4, (8,)), {"num_classes": 4, "epoch": 0, "total_epochs": 2})

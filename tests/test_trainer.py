@@ -60,6 +60,32 @@ def test_a_finished_run_is_not_rerun_unless_forced(tmp_path):
     assert forced["status"] == "complete"
 
 
+def test_os_errors_and_bad_config_files_end_in_one_line(tmp_path, capsys):
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert cli_main(["train", "--config", str(tmp_path / "list.json"), "--runs-dir", str(tmp_path)]) == 2
+    assert "a run's settings (a JSON object) or a list of them, not 1" in capsys.readouterr().err
+    assert cli_main(["export-loss", "focal", "-o", str(tmp_path / "missing" / "custom_loss.py")]) == 1
+    err = capsys.readouterr().err
+    assert "No such file or directory" in err and "missing/custom_loss.py" in err and "Traceback" not in err
+    (tmp_path / "afile").write_text("")
+    code = cli_main(RUN + ["--epochs", "1", "--train-subset", "256", "--runs-dir", str(tmp_path / "afile")])
+    err = capsys.readouterr().err
+    assert code == 1 and "afile" in err and "Traceback" not in err
+
+
+def test_ctrl_c_ends_in_one_line_saying_how_to_resume(tmp_path, capsys, monkeypatch):
+    from lossnb.trainer import loop
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_epochs", interrupted)
+    code = cli_main(RUN + ["--epochs", "1", "--train-subset", "256", "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted; checkpoints are kept, run the same command with --resume" in err
+    assert "Traceback" not in err
+
+
 def test_settings_that_print_alike_are_not_one_run(tmp_path, capsys):
     """gamma 2 and 2.0000001 share a folder name ('focal-gamma2'); the second is refused, naming both values,
     and never answered with the first's record."""

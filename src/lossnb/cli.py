@@ -65,7 +65,11 @@ def run_configs(args) -> list:
         raw = json.loads(Path(args.config).read_text())
     except (OSError, ValueError) as err:
         raise ValueError(f"--config {args.config}: cannot read it as JSON ({err})") from None
-    return [RunConfig.from_dict({**item, **given}) for item in (raw if isinstance(raw, list) else [raw])]
+    items = raw if isinstance(raw, list) else [raw]
+    bad = next((item for item in items if not isinstance(item, dict)), None)
+    if bad is not None or not items:
+        raise ValueError(f"--config {args.config}: a run's settings (a JSON object) or a list of them, not {bad!r}")
+    return [RunConfig.from_dict({**item, **given}) for item in items]
 
 
 def _train(args) -> int:
@@ -75,7 +79,8 @@ def _train(args) -> int:
     try:
         summaries = train_pack(cfgs, runs_dir=args.runs_dir, checkpoint_dir=args.checkpoint_dir,
                                data_root=args.data_root, download=args.download, resume=args.resume,
-                               force=args.force, progress=not args.no_progress)
+                               force=args.force, progress=not args.no_progress,
+                               replace_broken=args.replace_broken)
     except (RunExists, RunBusy) as e:
         print(f"lossnb train: {e}", file=sys.stderr)
         return 2
@@ -129,7 +134,7 @@ def _grid(args) -> int:
 
     spec = grid.load_grid(args.file)
     only = parse_only(args.only)
-    plan = grid.plan_runs(spec.runs, Path(args.runs_dir), args.data_root, only)
+    plan = grid.plan_runs(spec.runs, Path(args.runs_dir), args.data_root, only, retrain_broken=args.retrain_broken)
     pack_size = args.pack if args.pack is not None else grid.default_pack_size()
     if args.time_budget is not None and not (math.isfinite(args.time_budget) and args.time_budget > 0):
         raise ValueError(f"--time-budget={args.time_budget}; it must be a positive number of minutes")
@@ -162,7 +167,8 @@ def _grid(args) -> int:
         if args.backend == "ray":
             outcomes = grid.run_ray(packs, Path(args.runs_dir), address=args.address, **common)
         else:
-            outcomes = grid.run_local(packs, Path(args.runs_dir), workers=workers, **common)
+            outcomes = grid.run_local(packs, Path(args.runs_dir), workers=workers,
+                                      replace_broken=args.retrain_broken, **common)
     finally:
         progress.close()
     _print_grid_summary(outcomes, plan.skipped)
@@ -231,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--download", action="store_true", help="let torchvision download the data set")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     t.add_argument("--force", action="store_true", help="start over even if the run finished or has a checkpoint")
+    t.add_argument("--replace-broken", action="store_true",
+                   help="train again a run whose record is broken (a file missing or cut short); never a whole one")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_train)
 
@@ -252,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pack", type=int, default=None,
                    help="runs trained at once as one packed model (default: 1 on a CPU, 12 with a GPU)")
     g.add_argument("--workers", type=int, default=None, help="local: packs at a time (default: one per GPU; on a CPU, 1 or one per core, as measured)")
+    g.add_argument("--retrain-broken", action="store_true",
+                   help="train again the runs whose records are broken (listed as skipped without this flag)")
     g.add_argument("--partial", action="store_true",
                    help="with --time-budget: after the packs that fit, start one that does not, to be stopped when "
                         "the time is up and resumed from its checkpoints by a later call")
@@ -284,6 +294,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DatasetNotFound) as e:  # bad names, values and files: one clear line, no traceback
         print(f"lossnb {args.command}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: what was kept and how to go on, in one line
+        again = {"train": "run the same command with --resume", "grid": "run the same grid command again"}
+        print(f"\nlossnb {args.command}: interrupted; "
+              + (f"checkpoints are kept, {again[args.command]}" if args.command in again else "nothing was written"),
+              file=sys.stderr)
+        return 130
+    except OSError as e:  # disk full, read-only, a file where a folder belongs: the OS's reason and the path
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"lossnb {args.command}: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .trainer import records
 from .trainer.records import METRIC_COLUMNS, SUMMARY_FIELDS
 
 REQUIRED_CONFIG = ("arch", "dataset", "loss", "loss_params", "seed", "protocol", "epochs")
@@ -25,11 +26,12 @@ def run_dirs(runs_dir: str | Path) -> list[Path]:
                   if not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def read_record(run_dir: Path) -> dict:
-    """One record, checked for every field the book reads; a missing one names the file and the field."""
-    for name in ("config.json", "summary.json", "metrics.csv"):
-        if not (run_dir / name).is_file():
-            raise RecordError(f"{run_dir}: {name} is missing")
+def read_record(run_dir: Path, relative_path: str | None = None) -> dict:
+    """One record, whole (lossnb.trainer.records.record_problem: every file there, parsed, one metrics row per
+    epoch, made for this folder) and holding every field the book reads; else RecordError naming the file."""
+    problem = records.record_problem(run_dir, relative_path)
+    if problem:
+        raise RecordError(problem)
     config = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in REQUIRED_CONFIG:
@@ -55,9 +57,11 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     naming it and why; the list is in ``runs.attrs["skipped"]``."""
     rows, curves, skipped = [], [], []
     root = Path(runs_dir)
+    if not root.is_dir():
+        warnings.warn(f"no runs directory at {root}: no records to read", stacklevel=2)
     for run_dir in run_dirs(root):
         try:
-            rec = read_record(run_dir)
+            rec = read_record(run_dir, str(run_dir.relative_to(root)))
             parts = run_dir.relative_to(root).parts
             if len(parts) != 4:
                 raise RecordError(f"not at runs/<study>/<task>/<loss>/<seed> (depth {len(parts)})")

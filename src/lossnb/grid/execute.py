@@ -45,7 +45,7 @@ def log_path(runs_dir: Path, cfgs: list[RunConfig]) -> Path:
 
 def execute_pack(cfgs: list[RunConfig], runs_dir: Path, checkpoint_dir: Path | None = None,
                  data_root: Path | None = None, threads: int | None = None,
-                 env: dict[str, str] | None = None) -> list[Outcome]:
+                 env: dict[str, str] | None = None, replace_broken: bool = False) -> list[Outcome]:
     """Train the pack in a child process; one Outcome per run."""
     runs_dir = Path(runs_dir).resolve()
     started = time.perf_counter()
@@ -58,6 +58,8 @@ def execute_pack(cfgs: list[RunConfig], runs_dir: Path, checkpoint_dir: Path | N
         cmd += ["--checkpoint-dir", str(Path(checkpoint_dir).resolve())]
     if data_root:
         cmd += ["--data-root", str(Path(data_root).resolve())]
+    if replace_broken:
+        cmd += ["--replace-broken"]
     child_env = {**os.environ, **(env or {})}
     if threads:
         child_env["OMP_NUM_THREADS"] = str(threads)
@@ -78,6 +80,9 @@ def _outcome(cfg: RunConfig, runs_dir: Path, code: int, log: Path, seconds: floa
         return Outcome(path, "done", summary["status"], seconds)
     if code == BUSY_EXIT:
         return Outcome(path, "busy", "another process is training it")
+    if code < 0:  # killed: the signal is the reason, not whatever the log's last line was
+        return Outcome(path, "failed", f"killed by signal {-code} ({signal.Signals(-code).name}); the grid run "
+                       "again resumes it from its checkpoints", seconds)
     return Outcome(path, "failed", _last_line(log) or f"lossnb train exited with {code}", seconds)
 
 

@@ -22,18 +22,25 @@ class Plan:
 
 
 def plan_runs(runs: list[RunConfig], runs_dir: Path, data_root: Path | None = None,
-              only: dict[str, str] | None = None) -> Plan:
+              only: dict[str, str] | None = None, retrain_broken: bool = False) -> Plan:
+    """The runs still to train; a finished record is skipped, and so is a broken one (named with what is
+    wrong) unless ``retrain_broken``: one bad record never stops the others."""
     todo, skipped, missing = [], [], {}
     for cfg in runs:
         if only and any(str(getattr(cfg, k)) != v for k, v in only.items()):
             continue
         path = str(cfg.run_path())
-        if records.is_finished(Path(runs_dir) / path):
+        record = Path(runs_dir) / path
+        problem = records.record_problem(record, path) if record.exists() else None
+        if record.exists() and not problem:
             try:
-                records.check_identity(Path(runs_dir) / path, cfg)
+                records.check_identity(record, cfg)
                 skipped.append((path, "finished record exists"))
             except records.RecordMismatch as err:
                 skipped.append((path, str(err)))
+            continue
+        if problem and not retrain_broken:
+            skipped.append((path, f"broken record: {problem}; --retrain-broken trains it again"))
             continue
         if cfg.dataset not in missing:
             missing[cfg.dataset] = _missing_reason(cfg.dataset, data_root)

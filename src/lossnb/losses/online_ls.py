@@ -53,6 +53,9 @@ def online_label_smoothing(logits, targets, config, state, alpha=0.5, smoothing=
     epoch = config["epoch"]
     if not state:
         _ols_start(state, z.shape[1], smoothing, epoch, z.device)
+    elif state["soft"].shape[0] != z.shape[1]:
+        raise ValueError(f"online_ls keeps soft labels for {state['soft'].shape[0]} classes and got logits of "
+                         f"{z.shape[1]}: its state belongs to one run; reset() it for another")
     elif epoch != state["epoch"]:
         _ols_next_epoch(state, epoch)
     logp = F.log_softmax(z, dim=1)

@@ -73,8 +73,12 @@ class RunConfig:
             raise ValueError(f"loss {self.loss!r} takes cosine logits and head={self.head!r}; set head: cosine")
         # a loss file is named by its stem and hash, fixed here: a file edited later is another run
         self._loss_tag = losses.spec(self.loss).name if losses.is_loss_file(self.loss) else None
-        if not self.protocol or "/" in self.protocol:
-            raise ValueError(f"protocol name {self.protocol!r} must be non-empty and contain no '/'")
+        if not self.protocol or "/" in self.protocol or self.protocol.startswith("."):
+            raise ValueError(f"protocol name {self.protocol!r} must be non-empty, contain no '/' and not start "
+                             "with '.' (a hidden folder, which no table reads)")
+        if self.loss_tag().startswith("."):
+            raise ValueError(f"loss file {self.loss!r}: a name starting with '.' makes a hidden folder, which no "
+                             "table reads; rename the file")
         _check_device_name(self.device)
 
     @classmethod

@@ -275,11 +275,13 @@ def train(cfg: RunConfig, **kwargs) -> dict:
 
 def train_pack(cfgs: list[RunConfig], *, runs_dir: str | Path = "runs", checkpoint_dir: str | Path | None = None,
                data_root: str | Path | None = None, download: bool = False, resume: bool = False,
-               force: bool = False, progress: bool = True, data: ImageData | None = None) -> list[dict | None]:
+               force: bool = False, progress: bool = True, data: ImageData | None = None,
+               replace_broken: bool = False) -> list[dict | None]:
     """Train K runs of one architecture and data set as one pack; returns each run's summary (None for a run
     another process holds).
 
-    A finished run is left alone (its summary returned) unless ``force``. A run with a checkpoint continues
+    A finished run is left alone (its summary returned) unless ``force``; a broken record (see
+    records.record_problem) is an error unless ``force`` or ``replace_broken``, which retrain it. A run with a checkpoint continues
     from it with ``resume`` and is refused without it, so that no work is lost by accident. A member whose
     loss turns non-finite is recorded 'diverged' (with epoch and step) and frozen; the others go on.
     """
@@ -293,11 +295,15 @@ def train_pack(cfgs: list[RunConfig], *, runs_dir: str | Path = "runs", checkpoi
         for i, (cfg, f, mine) in enumerate(zip(cfgs, files, held)):
             if not mine:
                 continue
-            if records.is_finished(f.record) and not force:
+            problem = records.record_problem(f.record, str(cfg.run_path())) if f.record.exists() else None
+            if f.record.exists() and not problem and not force:
                 records.check_identity(f.record, cfg)
                 summaries[i] = records.read_summary(f.record)
-            else:
-                todo.append(i)
+                continue
+            if problem and not (force or replace_broken):  # never overwritten without being asked
+                raise records.RecordBroken(f"{problem}; retrain the run with --force (or a grid with "
+                                           "--retrain-broken), or move the record away")
+            todo.append(i)
         if todo:
             done = _train_members([cfgs[i] for i in todo], [files[i] for i in todo], data_root, download, resume,
                                   force, progress, data)

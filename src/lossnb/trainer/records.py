@@ -108,14 +108,69 @@ def start_staging(staging: Path, config: dict, rows: list[dict]) -> None:
     write_metrics(staging / "metrics.csv", rows)
 
 
+class RecordBroken(ValueError):
+    """A record directory that is not a whole record: a file missing, cut short or inconsistent."""
+
+
 def read_summary(run_dir: Path) -> dict | None:
-    path = run_dir / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """summary.json as a mapping; None where it is missing or not a JSON object (a broken record)."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def record_problem(run_dir: Path, relative_path: str | None = None) -> str | None:
+    """None where ``run_dir`` holds a whole record: summary.json a JSON object with a finished status,
+    config.json with its run's settings (and, given ``relative_path``, made for this place under runs/), and
+    metrics.csv with every column, one row per completed epoch and a number in every cell. Else what is wrong,
+    in one line naming the file."""
+    for name in ("config.json", "metrics.csv", "summary.json"):
+        if not (run_dir / name).is_file():
+            return f"{run_dir / name} is missing"
+    summary = read_summary(run_dir)
+    if summary is None:
+        return f"{run_dir / 'summary.json'} is not a JSON object (cut short?)"
+    if summary.get("status") not in FINISHED:
+        return f"{run_dir / 'summary.json'}: status {summary.get('status')!r} is not one of {', '.join(FINISHED)}"
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        run = config["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{run_dir / 'config.json'} does not hold a run's settings (cut short?)"
+    if relative_path is not None and config.get("run_path", relative_path) != relative_path:
+        return f"{run_dir / 'config.json'} was made for {config['run_path']}, not for this folder"
+    if not isinstance(run, dict):
+        return f"{run_dir / 'config.json'}: 'run' is not a mapping"
+    return _metrics_problem(run_dir / "metrics.csv", summary.get("epochs_completed"))
+
+
+def _metrics_problem(path: Path, epochs: Any) -> str | None:
+    try:
+        reader = csv.DictReader(io.StringIO(path.read_text()))
+        rows, header = list(reader), reader.fieldnames or []
+    except (OSError, csv.Error, UnicodeDecodeError) as err:
+        return f"{path} cannot be read ({err})"
+    missing = [c for c in METRIC_COLUMNS if c not in header]
+    if missing:
+        return f"{path}: column {missing[0]} is missing"
+    if len(rows) != epochs:
+        return f"{path} has {len(rows)} epoch rows; summary.json says {epochs} epochs completed"
+    for i, row in enumerate(rows):
+        for column in METRIC_COLUMNS:
+            try:
+                value = float(row[column])
+            except (TypeError, ValueError):
+                return f"{path}: row {i + 1}, {column} is {row[column]!r}, not a number (cut short?)"
+            if value != value:  # NaN: a finished epoch has every number
+                return f"{path}: row {i + 1}, {column} is NaN"
+    return None
 
 
 def is_finished(run_dir: Path) -> bool:
-    summary = read_summary(run_dir)
-    return summary is not None and summary.get("status") in FINISHED
+    """A whole record with a finished status (see record_problem)."""
+    return (run_dir / "summary.json").is_file() and record_problem(run_dir) is None
 
 
 # how a run executes, not what it computes (a memory format, a device, graphs change the order of float
