@@ -67,6 +67,14 @@ def test_bad_grids_are_refused_naming_the_key_and_the_choices(change, message):
     assert message in str(err.value) and str(err.value).startswith("g.yaml:")
 
 
+def test_a_key_given_twice_is_refused(tmp_path, capsys):
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(tiny()) + "seeds: [5]\n")
+    assert cli_main(["grid", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "key 'seeds' is given twice" in err and "Traceback" not in err
+
+
 def test_a_missing_key_and_the_cli_error_line(tmp_path, capsys):
     grid = tiny()
     del grid["seeds"]

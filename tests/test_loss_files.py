@@ -168,3 +168,48 @@ def test_the_gradient_chapter_draws_a_loss_file_passed_as_a_parameter(loss_file,
                                                                "loss_files": [str(loss_file)]})
     text = out.read_text()
     assert f"custom_loss-{sha(loss_file)[:10]}" in text and "C = 10 classes" in text
+
+
+MISBEHAVING = {
+    "an int": ("return 1", "returned int 1, not a differentiable floating-point scalar"),
+    "a detached tensor": ("return F.cross_entropy(logits, targets).detach()", "without a gradient"),
+    "an integer tensor": ("return targets.sum()", "torch.int64 tensor of shape ()"),
+    "a per-sample vector": ("return F.cross_entropy(logits, targets, reduction='none')",
+                            "torch.float32 tensor of shape (128,)"),  # a batch of 128
+    "an unknown config key": ("return F.cross_entropy(logits, targets) * config['lr']", "KeyError: 'lr'"),
+    "an exit": ("import sys; sys.exit(0)", "SystemExit: 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(MISBEHAVING))
+def test_a_loss_file_that_breaks_the_contract_in_the_trainer_ends_in_one_line_and_leaves_nothing(
+        tmp_path, capsys, case):
+    body, message = MISBEHAVING[case]
+    path = tmp_path / "bad_loss.py"
+    path.write_text(f"import torch.nn.functional as F\n\n\ndef compute_loss(logits, targets, config):\n"
+                    f"    {body}\n")
+    runs = tmp_path / "runs"
+    code = cli_main(["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", str(path), "--epochs", "1",
+                     "--train-subset", "512", "--val-size", "256", "--runs-dir", str(runs), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"loss {path} of " in err and "failed at epoch 1, step 1" in err and message in err
+    assert not list(runs.rglob("summary.json")) and not list(runs.rglob("*.pt"))
+    assert not [p for p in (runs / ".staging").rglob("*") if p.is_file()]
+
+
+def test_a_loss_writing_into_its_logits_cannot_change_the_recorded_accuracy_and_fails_its_check(tmp_path, capsys):
+    path = tmp_path / "inplace_loss.py"
+    path.write_text("import torch\nimport torch.nn.functional as F\n\n\ndef compute_loss(logits, targets, config):\n"
+                    "    with torch.no_grad():\n"
+                    "        logits[torch.arange(len(targets)), targets] += 100.0\n"
+                    "    return F.cross_entropy(logits, targets)\n")
+    runs = tmp_path / "runs"
+    assert cli_main(["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", str(path), "--epochs", "1",
+                     "--train-subset", "512", "--val-size", "256", "--runs-dir", str(runs), "--no-progress"]) == 0
+    rows = next(runs.rglob("metrics.csv")).read_text().splitlines()
+    train_acc = float(rows[1].split(",")[rows[0].split(",").index("train_acc")])
+    assert train_acc < 0.9  # one epoch on 512 images: far from the 1.0 the edited logits would show
+    capsys.readouterr()
+    assert cli_main(["losses", "check", str(path)]) != 0
+    assert "wrote into its inputs" in capsys.readouterr().out

@@ -44,7 +44,10 @@ def _call(loss, logits, targets, config, fresh=True):
     if fresh and getattr(getattr(loss, "spec", None), "stateful", False):  # each check a run of its own
         loss.reset()
     z = logits.detach().clone().requires_grad_()
+    kept = targets.clone()
     value = loss(z, targets, config)
+    if not torch.equal(z.detach(), logits.detach()) or not torch.equal(targets, kept):
+        raise TypeError("wrote into its inputs (the logits or targets it was given): a trainer measures with them")
     if not torch.is_tensor(value) or value.dim() != 0 or not value.is_floating_point():
         raise TypeError(f"returned {type(value).__name__} {tuple(getattr(value, 'shape', ()))}, "
                         "not a floating-point scalar tensor")

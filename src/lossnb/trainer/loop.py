@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,15 @@ LOSS_FILE_COPY = "loss_file.py"  # a run with a loss file keeps a copy of it in 
 
 class RunExists(RuntimeError):
     pass
+
+
+class LossFailed(ValueError):
+    """A run's loss broke the contract inside the trainer; its run ends unrecorded, in one line."""
+
+    def __init__(self, cfg: RunConfig, config: dict, step: int, reason: str):
+        self.cfg = cfg
+        super().__init__(f"loss {cfg.loss} of {cfg.run_path()} failed at epoch {config['epoch'] + 1}, step "
+                         f"{step + 1}: {reason}; the run is not recorded")
 
 
 def cosine_lr(base: float, epoch: int, epochs: int) -> float:
@@ -85,6 +95,7 @@ class PackRun:
         self.reliability: list[dict | None] = [None] * self.k
         self.wall_seconds = 0.0
         self.graphs = GraphedSteps(self) if use_cuda_graphs(cfgs, device) else None
+        self.host_step = 0
 
     # ------------------------------------------------------------ sizes
     def batches(self) -> list[int]:
@@ -110,7 +121,9 @@ class PackRun:
         y = self.train_y[order]
         with self.autocast():
             logits = self.forward(x)
-            per_run = torch.stack([loss(logits[k], y[k], config) for k, loss in enumerate(self.losses)]).float()
+            # counted before any loss sees the logits: a loss that writes into them cannot change the record
+            hits = (logits.detach().argmax(dim=2) == y).sum(dim=1)
+            per_run = torch.stack([self.loss_value(k, logits[k], y[k], config) for k in range(self.k)]).float()
         # the sum of the runs' mean losses: each run's gradient is its own (nothing mixes the runs' blocks)
         grads = torch.autograd.grad((per_run * self.loss_weight).sum(), self.params)
         self.sgd.step(grads)
@@ -118,9 +131,25 @@ class PackRun:
             bad = ~torch.isfinite(per_run)
             self.first_bad.copy_(torch.where(bad & (self.first_bad < 0), self.step_index, self.first_bad))
             self.loss_sum.add_(per_run.detach() * batch)
-            self.correct.add_((logits.detach().argmax(dim=2) == y).sum(dim=1))
+            self.correct.add_(hits)
             self.cursor.add_(batch)
             self.step_index.add_(1)
+
+    def loss_value(self, k: int, logits: torch.Tensor, targets: torch.Tensor, config: dict) -> torch.Tensor:
+        """Run k's loss, held to the contract `lossnb losses check` tries: a differentiable floating-point
+        scalar, and no exception (nor exit) from inside the loss; else LossFailed naming the loss and where."""
+        try:
+            value = self.losses[k](logits, targets, config)
+        except (Exception, SystemExit) as err:  # a loss file is user code: its exit is its failure, not ours
+            raise LossFailed(self.cfgs[k], config, self.host_step, f"{type(err).__name__}: {err}") from None
+        if not (torch.is_tensor(value) and value.dim() == 0 and value.is_floating_point() and value.requires_grad):
+            what = f"a {value.dtype} tensor of shape {tuple(value.shape)}" if torch.is_tensor(value) else \
+                f"{type(value).__name__} {value!r}"[:80]
+            detached = " without a gradient" if torch.is_tensor(value) and not value.requires_grad else ""
+            raise LossFailed(self.cfgs[k], config, self.host_step,
+                             f"returned {what}{detached}, not a differentiable floating-point scalar")
+        self.host_step += 1 if k == self.k - 1 else 0
+        return value
 
     def train_epoch(self, epoch: int, progress: bool) -> list[dict]:
         """One epoch for every run; returns each run's training metrics. Syncs with the host once, at the end."""
@@ -131,6 +160,7 @@ class PackRun:
                                          for c in self.cfgs]))
         for t in (self.cursor, self.step_index, self.loss_sum, self.correct):
             t.zero_()
+        self.host_step = 0  # for messages only (a graph replays steps without Python)
         self.first_bad.fill_(-1)
         torch.manual_seed(dropout_seed([c.seed for c in self.cfgs], epoch))
         config = {"num_classes": self.data.num_classes, "epoch": epoch, "total_epochs": self.cfgs[0].epochs}
@@ -348,7 +378,13 @@ def _train_members(cfgs, files, data_root, download, resume, force, progress, da
         records.start_staging(f.staging, _config_record(run, k), run.rows[k])
         if run.losses[k].spec.source_file:  # the code behind the numbers, in the record
             losses.files.copy_verified(run.losses[k].spec.source_file, f.staging / LOSS_FILE_COPY)
-    return _epochs(run, files, progress)
+    try:
+        return _epochs(run, files, progress)
+    except LossFailed as err:  # the failing run leaves nothing behind; its pack-mates keep their checkpoints
+        failed = files[cfgs.index(err.cfg)]
+        shutil.rmtree(failed.staging, ignore_errors=True)
+        failed.prune_checkpoints(keep_from=10**9)
+        raise
 
 
 def common_checkpoint_epoch(files: list[RunFiles]) -> int:
