@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .results import holm, mean_std_table
+from .results import mean_std_table
+from .stats import holm
 from .trainer.config import loss_tag_of
 
 

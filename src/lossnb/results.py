@@ -1,4 +1,5 @@
-"""Reading run records into tables, and the statistics the book reports (mean ± std, paired tests vs a baseline)."""
+"""Run records into tables: one row per run, one per run and epoch, mean ± std per loss, pooled reliability bins.
+The statistics on them are lossnb.stats (tests) and lossnb.analysis / lossnb.plan (decisions)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .trainer import records
 from .trainer.records import METRIC_COLUMNS, SUMMARY_FIELDS
@@ -111,44 +111,6 @@ def mean_std_table(runs: pd.DataFrame, metrics=("best_test_acc", "final_test_acc
         table[f"{m} mean"] = grouped[m].mean()
         table[f"{m} std"] = grouped[m].std(ddof=1)
     return table
-
-
-def paired_vs_baseline(runs: pd.DataFrame, baseline: str, metric: str = "best_test_acc") -> pd.DataFrame:
-    """Each loss minus the baseline on the seeds both have: mean difference, its std, a two-sided paired
-    t-test (scipy.stats.ttest_rel), and Holm-adjusted p-values over the losses compared."""
-    done = runs[runs["status"] == "complete"].pivot_table(index="seed", columns="loss_tag", values=metric)
-    if baseline not in done:
-        return pd.DataFrame()
-    out = []
-    for loss in done.columns:
-        if loss == baseline:
-            continue
-        pair = done[[loss, baseline]].dropna()
-        diff = pair[loss] - pair[baseline]
-        p = stats.ttest_rel(pair[loss], pair[baseline]).pvalue if len(pair) >= 2 else np.nan
-        out.append({"loss_tag": loss, "seeds": len(pair), "mean diff": diff.mean(),
-                    "std diff": diff.std(ddof=1) if len(pair) > 1 else np.nan, "p (paired t)": p})
-    if not out:  # the baseline alone: nothing to compare yet
-        return pd.DataFrame()
-    table = pd.DataFrame(out).set_index("loss_tag")
-    table["p (Holm)"] = holm(table["p (paired t)"].to_numpy())
-    return table
-
-
-def holm(p: np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni step-down adjustment (NaNs kept); by hand because scipy offers only Benjamini-Hochberg."""
-    p = np.asarray(p, dtype=float)
-    ok = ~np.isnan(p)
-    adjusted = np.full_like(p, np.nan)
-    order = np.argsort(p[ok])
-    m = ok.sum()
-    running = 0.0
-    values = np.empty(m)
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[ok][i]))
-        values[i] = running
-    adjusted[ok] = values
-    return adjusted
 
 
 def pooled_reliability(run_dirs_: list[str]) -> pd.DataFrame:
