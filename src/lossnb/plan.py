@@ -59,9 +59,13 @@ class Plan:
         return self.raw.get("declared", BEFORE_THE_RUNS) == BEFORE_THE_RUNS
 
     def labels(self) -> dict[str, str]:
-        """{loss tag: the loss in words, with the settings the plan names}."""
-        return {_tag(e): plain_name(*_name_params(e)) for f in self.raw["families"]
-                for key in ("contenders", "baselines", "ranking") for e in f.get(key, [])}
+        """{loss tag: the loss in words}: with its settings only where the plan names the loss at more than one
+        (focal γ=2, focal γ=0.5); the settings of every loss are in the plan, quoted by its chapter."""
+        entries = {_tag(e): _name_params(e) for f in self.raw["families"]
+                   for key in ("contenders", "baselines", "ranking") for e in f.get(key, [])}
+        names = [name for name, _ in entries.values()]
+        return {tag: plain_name(name, params if names.count(name) > 1 else {}) for tag, (name, params) in
+                entries.items()}
 
     def panels(self) -> list[tuple[str, list[str]]]:
         """(title, loss tags) groups for figures: each family's baselines, then its contenders, then a

@@ -43,17 +43,20 @@ def _seeds(runs: pd.DataFrame) -> str:
     return f"{len(runs)} (seed {', '.join(map(str, sorted(runs['seed'])))})" if len(runs) else "0"
 
 
-def verdict_table(comparisons: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
-    """The plan's comparisons for display: a - b in points with its 95% CI, Holm-adjusted p of the difference
-    and of equivalence, the verdict."""
-    return pd.DataFrame({
-        "family": comparisons["family"], "comparison": [f"{labels.get(a, a)} − {labels.get(b, b)}" for a, b in
-                                                        zip(comparisons["a"], comparisons["b"])],
-        "seeds": comparisons["seeds"],
-        "difference (pts)": [_diff(r) for r in comparisons.to_dict("records")],
-        "p difference (Holm)": comparisons["p (t, Holm)"].map(_p),
-        "p equivalence (Holm)": comparisons["p (TOST, Holm)"].map(_p),
-        "verdict": comparisons["verdict"]}).set_index(["family", "comparison"])
+def verdict_tables(comparisons: pd.DataFrame, labels: dict[str, str]) -> dict[str, pd.DataFrame]:
+    """{family: its comparisons for display}: a − b in points with its 95% CI, the Holm-adjusted p of the
+    difference and of equivalence, the verdict; one row per comparison, the comparison as its index."""
+    tables = {}
+    for family, block in comparisons.groupby("family", sort=False):
+        tables[family] = pd.DataFrame({
+            "seeds": block["seeds"].to_numpy(),
+            "a − b (pts), 95% CI": [_diff(r) for r in block.to_dict("records")],
+            "p, difference": block["p (t, Holm)"].map(_p).to_numpy(),
+            "p, equivalence": block["p (TOST, Holm)"].map(_p).to_numpy(),
+            "verdict": block["verdict"].to_numpy()},
+            index=pd.Index([f"{labels.get(a, a)} − {labels.get(b, b)}" for a, b in zip(block["a"], block["b"])],
+                           name="a − b"))
+    return tables
 
 
 def _diff(row: dict) -> str:
