@@ -174,6 +174,64 @@ def test_a_corrupt_checkpoint_is_named_and_not_loaded(tmp_path, capsys, interrup
     assert f"checkpoint {ckpt} cannot be read" in err and "Traceback" not in err
 
 
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one_and_ends_as_uninterrupted(
+        tmp_path, capsys, interrupt_training):
+    cfg = RunConfig(loss="ce", epochs=3, seed=2, **SMALL)
+    train(cfg, runs_dir=tmp_path / "a", progress=False)
+    interrupt_training(cfg, tmp_path / "b", after_epoch=2)
+    files = RunFiles.of(cfg, tmp_path / "b")
+    assert files.checkpoint_epochs() == {1, 2}
+    files.checkpoint(2).write_bytes(b"not a checkpoint")
+    resumed = train(cfg, runs_dir=tmp_path / "b", progress=False, resume=True)
+    assert f"checkpoint {files.checkpoint(2)} cannot be read" in capsys.readouterr().err
+    assert resumed["status"] == "complete"
+    assert read_rows(tmp_path / "b" / cfg.run_path()) == read_rows(tmp_path / "a" / cfg.run_path())
+
+
+def test_a_member_without_a_readable_checkpoint_never_fails_its_pack_mate(tmp_path, capsys, monkeypatch):
+    from lossnb.trainer import loop, train_pack
+
+    cfgs = [RunConfig(loss="ce", epochs=3, seed=s, **SMALL) for s in (3, 4)]
+    saved = records.atomic_torch_save
+
+    class Killed(Exception):
+        pass
+
+    def die_after_epoch_two(obj, path):
+        saved(obj, path)
+        if obj["epoch"] == 2 and str(cfgs[1].run_path()) in str(path):
+            raise Killed
+
+    monkeypatch.setattr(loop.records, "atomic_torch_save", die_after_epoch_two)
+    with pytest.raises(Killed):
+        train_pack(cfgs, runs_dir=tmp_path, progress=False)
+    monkeypatch.setattr(loop.records, "atomic_torch_save", saved)
+    sick = RunFiles.of(cfgs[1], tmp_path)
+    for epoch in sick.checkpoint_epochs():
+        sick.checkpoint(epoch).write_bytes(b"garbage")
+    summaries = train_pack(cfgs, runs_dir=tmp_path, progress=False, resume=True)
+    assert summaries[0]["status"] == "complete" and summaries[1] is None
+    assert not sick.checkpoint_epochs()  # removed: the run starts afresh next time
+    assert "no checkpoint of" in capsys.readouterr().err
+    assert train_pack([cfgs[1]], runs_dir=tmp_path, progress=False)[0]["status"] == "complete"
+
+
+def test_a_checkpoint_of_another_shape_is_named_in_one_line(tmp_path, capsys, interrupt_training):
+    import torch
+
+    cfg = RunConfig(loss="ce", epochs=3, **SMALL)
+    interrupt_training(cfg, tmp_path, after_epoch=1)
+    path = RunFiles.of(cfg, tmp_path).checkpoint(1)
+    state = torch.load(path, weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name][..., :1]  # broadcastable: copy_ alone would accept it
+    torch.save(state, path)
+    args = ["--train-subset", "1024", "--val-size", "512", "--protocol", "test", "--epochs", "3", "--resume"]
+    assert cli_main(RUN + ["--runs-dir", str(tmp_path)] + args) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {path} does not fit" in err and name in err and "Traceback" not in err
+
+
 def test_a_run_held_by_another_process_is_not_trained_twice(tmp_path, capsys):
     from lossnb.trainer.workspace import BUSY_EXIT, run_locks
 

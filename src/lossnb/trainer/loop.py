@@ -237,7 +237,11 @@ class PackRun:
         self.pack.load_member_state(k, state["model"])
         with torch.no_grad():
             for name, buf in zip(self.names, self.sgd.buffers):
-                self.pack.member(name, buf, k).copy_(state["momentum"][name])
+                target, saved = self.pack.member(name, buf, k), state["momentum"][name]
+                if tuple(saved.shape) != tuple(target.shape):
+                    raise ValueError(f"momentum of {name} has shape {tuple(saved.shape)}, the model's is "
+                                     f"{tuple(target.shape)}")
+                target.copy_(saved)
         # checkpoints load to the CPU; a stateful loss's tensors must meet the logits on the device
         self.losses[k].load_state_dict({key: v.to(self.device) if torch.is_tensor(v) else v
                                         for key, v in state["loss_state"].items()})
@@ -362,8 +366,15 @@ def _train_members(cfgs, files, data_root, download, resume, force, progress, da
         elif f.checkpoint_epochs() and not resume:
             raise RunExists(f"{f.record} has a checkpoint (in {f.checkpoints}); pass --resume to continue it or "
                             "--force to restart")
-    epoch = common_checkpoint_epoch(files) if resume else 0
-    starts = [records.load_checkpoint(f.checkpoint(epoch)) if epoch else None for f in files]
+    epoch, starts, dropped = resume_point(files) if resume else (0, [None] * len(files), [])
+    if dropped:  # their checkpoints are gone: they start afresh in a later pack, the others go on now
+        keep = [k for k in range(len(cfgs)) if k not in dropped]
+        done = _train_members([cfgs[k] for k in keep], [files[k] for k in keep], data_root, download, resume,
+                              force, progress, data)
+        summaries = [None] * len(cfgs)
+        for k, summary in zip(keep, done):
+            summaries[k] = summary
+        return summaries
     device = resolve_device(cfgs[0].device)
     cfg = cfgs[0]
     data = data or load_dataset(cfg.dataset, data_root, download=download, train_subset=cfg.train_subset,
@@ -371,7 +382,12 @@ def _train_members(cfgs, files, data_root, download, resume, force, progress, da
     run = PackRun(cfgs, data, device)
     for k, state in enumerate(starts):
         if state:
-            run.restore_member(k, state)
+            try:
+                run.restore_member(k, state)
+            except (ValueError, RuntimeError) as err:  # a checkpoint of another model or shape
+                raise ValueError(f"checkpoint {files[k].checkpoint(epoch)} does not fit {cfgs[k].run_path()} "
+                                 f"({str(err).splitlines()[0][:200]}); delete it or pass --force to restart the "
+                                 "run") from None
     if epoch:
         print(f"resuming {len(cfgs)} run(s) from their checkpoints after epoch {epoch}", file=sys.stderr)
     for k, f in enumerate(files):
@@ -387,10 +403,38 @@ def _train_members(cfgs, files, data_root, download, resume, force, progress, da
         raise
 
 
-def common_checkpoint_epoch(files: list[RunFiles]) -> int:
+def resume_point(files: list[RunFiles]) -> tuple[int, list[dict | None], list[int]]:
+    """(epoch, each member's state at it, members dropped). The latest epoch at which every member's
+    checkpoint loads: a damaged latest one falls back to the member's previous kept epoch (for the whole pack,
+    whose members move together). A member none of whose checkpoints loads is dropped, named, and its
+    checkpoints removed, so that it starts afresh later and its pack-mates go on; a run alone is refused."""
+    loaded: list[dict[int, dict]] = []
+    for f in files:
+        states = {}
+        for epoch in sorted(f.checkpoint_epochs(), reverse=True):
+            try:
+                states[epoch] = records.load_checkpoint(f.checkpoint(epoch))
+            except ValueError as err:
+                print(f"{str(err).split(';')[0]}: falling back to an earlier checkpoint", file=sys.stderr)
+        loaded.append(states)
+    dropped = [k for k, f in enumerate(files) if f.checkpoint_epochs() and not loaded[k]]
+    if dropped and len(dropped) == len(files):
+        raise ValueError(f"no checkpoint of {files[0].record} can be read (in {files[0].checkpoints}); delete them "
+                         "or pass --force to restart the run")
+    for k in dropped:
+        print(f"no checkpoint of {files[k].record} can be read: removed; the run starts afresh next time",
+              file=sys.stderr)
+        files[k].prune_checkpoints(keep_from=10**9)
+    if dropped:
+        return 0, [], dropped
+    epoch = common_checkpoint_epoch(files, [set(states) for states in loaded])
+    return epoch, [loaded[k].get(epoch) if epoch else None for k in range(len(files))], []
+
+
+def common_checkpoint_epoch(files: list[RunFiles], usable: list[set[int]] | None = None) -> int:
     """The latest epoch every run of the pack has a checkpoint of (0: from the start). A pack killed while
     writing its members' checkpoints resumes one epoch back; anything more would discard work, and is refused."""
-    have = [f.checkpoint_epochs() | {0} for f in files]
+    have = [epochs | {0} for epochs in (usable or [f.checkpoint_epochs() for f in files])]
     common = max(set.intersection(*have))
     latest = max(max(h) for h in have)
     if common < latest - 1:

@@ -99,7 +99,11 @@ class Pack(nn.Module):
             raise ValueError(f"a member state for another model: {sorted(set(state) ^ set(own))[:3]} ...")
         with torch.no_grad():
             for name, t in own.items():
-                self.member(name, t, k).copy_(state[name])
+                target = self.member(name, t, k)
+                if tuple(state[name].shape) != tuple(target.shape):  # copy_ would broadcast some silently
+                    raise ValueError(f"{name} has shape {tuple(state[name].shape)}, the model's is "
+                                     f"{tuple(target.shape)}")
+                target.copy_(state[name])
 
 
 def _pack(models: list[nn.Module]) -> nn.Module:
