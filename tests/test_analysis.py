@@ -147,6 +147,7 @@ def test_cost_per_run_shares_a_packs_time_among_its_runs(study):
     assert cost.loc["ce", "runs"] == 5
 
 
+@pytest.mark.slow
 def test_the_200_epoch_chapter_runs_on_records_and_without_them(tmp_path):
     """The chapter executes top to bottom (papermill fails on any error cell) on a synthetic study with a
     diverged run and on an empty runs folder, and says which case it is in."""

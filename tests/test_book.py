@@ -82,12 +82,14 @@ def server(html):
     httpd.shutdown()
 
 
+@pytest.mark.slow
 def test_every_study_is_in_the_built_book(html):
     for name in STUDIES:
         assert (html / "book" / "studies" / f"{name}.html").is_file(), name
     assert (html / "_static" / "mathjax" / "tex-svg.js").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed")
 def test_every_page_loads_offline_in_chromium_with_its_images_links_and_math(html, server):
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright

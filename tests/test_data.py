@@ -243,6 +243,7 @@ def test_crop_matches_torchvision_for_each_image_its_offsets_and_flip():
 # ---------------------------------------------------------------- the benchmark's FashionMNIST task, and bad data
 
 @pytest.mark.skipif(not FMNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.slow
 def test_benchmark_fashion_mnist_matches_torchvisions_transforms_on_the_same_images():
     """resize-rgb against the benchmark's harness: torchvision's FashionMNIST (PIL images), Resize(32),
     Grayscale(3 channels), ToTensor, Normalize with the data set's mean/std."""

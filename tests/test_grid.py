@@ -111,6 +111,7 @@ def assert_complete(run_dir: Path):
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "metrics.csv", "summary.json"]
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_local_backend_runs_the_tiny_grid_and_a_second_call_skips_it(tmp_path, capsys):
     path = write_grid(tmp_path, tiny())
@@ -124,6 +125,7 @@ def test_local_backend_runs_the_tiny_grid_and_a_second_call_skips_it(tmp_path, c
     assert "done: 0  failed: 0  skipped: 4" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_a_failing_run_is_reported_and_the_others_complete(tmp_path):
     good = RunConfig(arch="convnet", dataset="fashionmnist", loss="ce", epochs=1, train_subset=256, protocol="tiny")
@@ -137,6 +139,7 @@ def test_a_failing_run_is_reported_and_the_others_complete(tmp_path):
     assert_complete(tmp_path / "runs" / good.run_path())
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_a_killed_grid_leaves_no_trainer_and_resumes_its_pack_from_the_checkpoints(tmp_path):
     grid = tiny(budget={"epochs": 3, "train_subset": 2048}, seeds=[0])
@@ -171,6 +174,7 @@ def _lock_held(files) -> bool:
         return not held[0]
 
 
+@pytest.mark.slow
 def test_grid_settings_reach_the_trainer_and_the_record(tmp_path):
     """Every setting a grid gives is a RunConfig field, and the record's config is the RunConfig trained."""
     grid = tiny(budget={"epochs": 1, "train_subset": 256, "weight_decay": 0.01, "momentum": 0.5, "nesterov": True,

@@ -77,6 +77,7 @@ def lab(tmp_path):
         log.close()
 
 
+@pytest.mark.slow
 def test_lab_starts_headless_and_its_kernel_executes_a_study(lab):
     assert "python3" in api(lab, "/api/kernelspecs")["kernelspecs"]
     kernel = api(lab, "/api/kernels", {"name": "python3"})

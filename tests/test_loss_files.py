@@ -57,6 +57,7 @@ def test_a_loss_file_is_named_by_its_stem_and_hash_and_computes_its_function(los
                                                   "sha256": sha(loss_file)}
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_lossnb_train_keeps_the_file_and_its_hash_in_the_record(loss_file, tmp_path):
     runs = tmp_path / "runs"
@@ -70,6 +71,7 @@ def test_lossnb_train_keeps_the_file_and_its_hash_in_the_record(loss_file, tmp_p
     assert list(table["loss_tag"]) == [f"custom_loss-{sha(loss_file)[:10]}"]
 
 
+@pytest.mark.slow
 @needs_fmnist
 def test_a_grid_takes_a_loss_file_relative_to_itself(loss_file, tmp_path):
     grid = {"protocol": "files", "budget": {"epochs": 1, "train_subset": 256},
@@ -158,6 +160,7 @@ def test_every_registry_loss_exported_and_read_back_as_a_file_is_the_same_loss(n
         assert torch.equal(torch.autograd.grad(la, a)[0], torch.autograd.grad(lb, b)[0])
 
 
+@pytest.mark.slow
 def test_the_gradient_chapter_draws_a_loss_file_passed_as_a_parameter(loss_file, tmp_path):
     import papermill
 
@@ -181,6 +184,7 @@ MISBEHAVING = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(MISBEHAVING))
 def test_a_loss_file_that_breaks_the_contract_in_the_trainer_ends_in_one_line_and_leaves_nothing(
         tmp_path, capsys, case):
@@ -198,6 +202,7 @@ def test_a_loss_file_that_breaks_the_contract_in_the_trainer_ends_in_one_line_an
     assert not [p for p in (runs / ".staging").rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow
 def test_a_loss_writing_into_its_logits_cannot_change_the_recorded_accuracy_and_fails_its_check(tmp_path, capsys):
     path = tmp_path / "inplace_loss.py"
     path.write_text("import torch\nimport torch.nn.functional as F\n\n\ndef compute_loss(logits, targets, config):\n"

@@ -104,6 +104,7 @@ def packed(tmp_path_factory, data):
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", range(len(PACK)))
 def test_each_member_of_a_pack_ends_as_its_run_trained_alone(packed, data, k):
     cfg = PACK[k]
@@ -123,6 +124,7 @@ def test_each_member_of_a_pack_ends_as_its_run_trained_alone(packed, data, k):
     assert config["status"] == "complete" and config["epochs_completed"] == 3
 
 
+@pytest.mark.slow
 def test_a_pack_on_gray_images_repeated_to_three_channels_ends_as_its_runs_alone(tmp_path):
     """resize-rgb images are three copies of one channel, which the trainer crops as one: the reference crops
     all three, per image."""
@@ -140,6 +142,7 @@ def test_a_pack_on_gray_images_repeated_to_three_channels_ends_as_its_runs_alone
         assert [r["test_acc"] for r in state["rows"]] == [r["test_acc"] for r in ref_rows]
 
 
+@pytest.mark.slow
 def test_a_pack_records_each_run_in_the_solo_format_with_its_packing(packed):
     import json
 
@@ -152,6 +155,7 @@ def test_a_pack_records_each_run_in_the_solo_format_with_its_packing(packed):
         assert config["packing"]["pack"] == [str(c.run_path()) for c in PACK]
 
 
+@pytest.mark.slow
 def test_packing_a_model_computes_each_members_function():
     models = []
     for seed in range(3):
@@ -172,6 +176,7 @@ def _nan_from_epoch_one(logits, targets, config):
     return F.cross_entropy(logits, targets) + (float("nan") if config["epoch"] >= 1 else 0.0)
 
 
+@pytest.mark.slow
 def test_a_diverging_member_is_frozen_and_the_others_end_as_alone(tmp_path, data, monkeypatch):
     spec = LossSpec("nan_at_1", _nan_from_epoch_one, {}, "test", "", "non-finite from epoch 1 on")
     monkeypatch.setitem(losses.registry._REGISTRY, "nan_at_1", spec)
@@ -192,6 +197,7 @@ def test_a_diverging_member_is_frozen_and_the_others_end_as_alone(tmp_path, data
         assert summary["final_test_loss"] == pytest.approx(alone["final_test_loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_run_diverging_at_its_first_step_publishes_a_whole_record(tmp_path, data):
     cfg = RunConfig(loss="ce", **{**SMALL, "arch": "convnet", "lr": 1e30})
     summary = train_pack([cfg], runs_dir=tmp_path, progress=False, data=data)[0]
@@ -205,6 +211,7 @@ def test_a_run_diverging_at_its_first_step_publishes_a_whole_record(tmp_path, da
     assert list(runs["status"]) == ["diverged"]
 
 
+@pytest.mark.slow
 def test_a_pack_killed_while_writing_checkpoints_resumes_to_the_uninterrupted_records(tmp_path, data, monkeypatch):
     cfgs = [RunConfig(loss=loss, seed=seed, **{**SMALL, "arch": "convnet"})
             for loss, seed in (("ce", 0), ("online_ls", 1), ("poly1", 2))]

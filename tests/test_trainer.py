@@ -28,6 +28,7 @@ def read_rows(run_dir):
         return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_cli_run_writes_a_complete_record(tmp_path, capsys):
     code = cli_main(["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "focal",
                      "--loss-param", "gamma=0.5", "--epochs", "2", "--train-subset", "2000", "--seed", "1",
@@ -50,6 +51,7 @@ def test_cli_run_writes_a_complete_record(tmp_path, capsys):
     assert (tmp_path / "runs" / ".checkpoints" / config["run_path"] / "epoch2.pt").is_file()
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_not_rerun_unless_forced(tmp_path):
     cfg = RunConfig(loss="ce", epochs=1, **SMALL)
     first = train(cfg, runs_dir=tmp_path / "runs", progress=False)
@@ -86,6 +88,7 @@ def test_ctrl_c_ends_in_one_line_saying_how_to_resume(tmp_path, capsys, monkeypa
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_settings_that_print_alike_are_not_one_run(tmp_path, capsys):
     """gamma 2 and 2.0000001 share a folder name ('focal-gamma2'); the second is refused, naming both values,
     and never answered with the first's record."""
@@ -109,6 +112,7 @@ def test_settings_that_print_alike_are_not_one_run(tmp_path, capsys):
     assert code == 2 and "made with loss_params" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(tmp_path, interrupt_training):
     # online label smoothing keeps state across epochs: resume must restore it too
     cfg = RunConfig(loss="online_ls", epochs=3, seed=5, **SMALL)
@@ -124,6 +128,7 @@ def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(tmp
     assert read_rows(tmp_path / "b" / cfg.run_path()) == read_rows(tmp_path / "a" / cfg.run_path())
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_ends_the_run_as_diverged(tmp_path):
     cfg = RunConfig(loss="ce", epochs=3, lr=1e8, **SMALL)
     summary = train(cfg, runs_dir=tmp_path / "runs", progress=False)
@@ -162,6 +167,7 @@ def test_bad_inputs_end_in_one_line_naming_the_value_and_the_choices(tmp_path, c
     assert len([line for line in err.splitlines() if line.startswith("lossnb")]) <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_a_corrupt_checkpoint_is_named_and_not_loaded(tmp_path, capsys, interrupt_training, damage):
     cfg = RunConfig(loss="ce", epochs=3, **SMALL)
@@ -174,6 +180,7 @@ def test_a_corrupt_checkpoint_is_named_and_not_loaded(tmp_path, capsys, interrup
     assert f"checkpoint {ckpt} cannot be read" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one_and_ends_as_uninterrupted(
         tmp_path, capsys, interrupt_training):
     cfg = RunConfig(loss="ce", epochs=3, seed=2, **SMALL)
@@ -188,6 +195,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one_and_ends_as_
     assert read_rows(tmp_path / "b" / cfg.run_path()) == read_rows(tmp_path / "a" / cfg.run_path())
 
 
+@pytest.mark.slow
 def test_a_member_without_a_readable_checkpoint_never_fails_its_pack_mate(tmp_path, capsys, monkeypatch):
     from lossnb.trainer import loop, train_pack
 
@@ -216,6 +224,7 @@ def test_a_member_without_a_readable_checkpoint_never_fails_its_pack_mate(tmp_pa
     assert train_pack([cfgs[1]], runs_dir=tmp_path, progress=False)[0]["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_shape_is_named_in_one_line(tmp_path, capsys, interrupt_training):
     import torch
 
@@ -232,6 +241,7 @@ def test_a_checkpoint_of_another_shape_is_named_in_one_line(tmp_path, capsys, in
     assert f"checkpoint {path} does not fit" in err and name in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_run_held_by_another_process_is_not_trained_twice(tmp_path, capsys):
     from lossnb.trainer.workspace import BUSY_EXIT, run_locks
 
@@ -246,6 +256,7 @@ def test_a_run_held_by_another_process_is_not_trained_twice(tmp_path, capsys):
     assert train(cfg, runs_dir=tmp_path, progress=False)["status"] == "complete"  # released by its holder
 
 
+@pytest.mark.slow
 def test_checkpoints_on_another_file_system_than_the_records(tmp_path):
     shm = Path("/dev/shm")
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
@@ -260,6 +271,7 @@ def test_checkpoints_on_another_file_system_than_the_records(tmp_path):
         shutil.rmtree(checkpoints)
 
 
+@pytest.mark.slow
 def test_a_config_file_and_flags_give_one_run(tmp_path):
     cfg = RunConfig(loss="focal", epochs=1, loss_params={"gamma": 0.5}, **SMALL)
     path = tmp_path / "run.json"
