@@ -241,6 +241,21 @@ def test_a_checkpoint_of_another_shape_is_named_in_one_line(tmp_path, capsys, in
     assert f"checkpoint {path} does not fit" in err and name in err and "Traceback" not in err
 
 
+def test_deleting_the_lock_folder_under_a_holder_frees_no_run(tmp_path):
+    import shutil
+
+    from lossnb.trainer.workspace import run_locks
+
+    cfg = RunConfig(loss="ce", epochs=1, **SMALL)
+    with run_locks([RunFiles.of(cfg, tmp_path)]) as held:
+        assert held == [True]
+        shutil.rmtree(tmp_path / ".locks")  # the holder's flock is now on a file no one else can open
+        with run_locks([RunFiles.of(cfg, tmp_path)]) as again:
+            assert again == [False]
+    with run_locks([RunFiles.of(cfg, tmp_path)]) as after:
+        assert after == [True]  # released with its holder
+
+
 @pytest.mark.slow
 def test_a_run_held_by_another_process_is_not_trained_twice(tmp_path, capsys):
     from lossnb.trainer.workspace import BUSY_EXIT, run_locks

@@ -13,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import os
+import socket
+import sys
 from pathlib import Path
 
 from .config import RunConfig
@@ -63,11 +66,28 @@ class RunFiles:
                              "a record could not be moved into place in one rename")
 
 
+def _host_lock(record: Path) -> socket.socket | None:
+    """On Linux, a second lock no file operation can defeat: an abstract socket named by the record's absolute
+    path, bound while this process lives (deleting .locks/ while a run trains frees no flock for another
+    trainer, since this name is still taken). None where it is taken; elsewhere a dummy that always succeeds."""
+    if not sys.platform.startswith("linux"):
+        return socket.socket()  # flock alone
+    name = "\0lossnb-run-" + hashlib.sha256(str(record.resolve()).encode()).hexdigest()[:40]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(name)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
 @contextlib.contextmanager
 def run_locks(files: list[RunFiles]):
     """Yields, for each run, whether this process holds its lock. An flock dies with its holder, so a killed
     trainer frees its runs, and a live one (an orphan of a killed grid too) keeps them: a run is never
-    trained by two processes at once."""
+    trained by two processes at once. The host lock (_host_lock) keeps that true when the lock files are
+    deleted under a running trainer."""
     handles = []
     try:
         held = []
@@ -75,6 +95,11 @@ def run_locks(files: list[RunFiles]):
             f.lock.parent.mkdir(parents=True, exist_ok=True)
             handle = open(f.lock, "a+")
             handles.append(handle)
+            host = _host_lock(f.record)
+            if host is None:
+                held.append(False)
+                continue
+            handles.append(host)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 handle.seek(0)
@@ -87,7 +112,7 @@ def run_locks(files: list[RunFiles]):
         yield held
     finally:
         for handle in handles:
-            handle.close()  # closing releases the flock
+            handle.close()  # closing releases the flock and frees the socket's name
 
 
 def holder_pid(lock: Path) -> str:
