@@ -130,3 +130,21 @@ def test_angular_curves_follow_the_chain_rule_through_the_margin():
         np.testing.assert_allclose(curves["grad_target"], s * (p_t - 1) * dpsi(t), rtol=1e-7)
         np.testing.assert_allclose(curves["grad_other"], s * (1 - p_t) / (c - 1), rtol=1e-9)
     assert math.isclose(curves["theta_deg"].iloc[-1], math.degrees(2.4))
+
+
+def test_grid_status_counts_whole_records_only(tmp_path):
+    import yaml
+
+    from lossnb.results import grid_status
+
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    (grids / "g.yaml").write_text(yaml.safe_dump({"protocol": "t", "budget": {"epochs": 2},
+                                                  "tasks": [{"arch": "convnet", "dataset": "fashionmnist"}],
+                                                  "losses": ["ce"], "seeds": [0, 1, 2]}))
+    runs = tmp_path / "runs"
+    write_record(runs, "ce", 0, 0.9)
+    broken = write_record(runs, "ce", 1, 0.9)
+    (broken / "summary.json").write_text("{")
+    row = grid_status(grids, runs).loc["g.yaml"]
+    assert (row["runs"], row["complete"], row["broken"], row["not started"], row["state"]) == (3, 1, 1, 1, "partial")

@@ -13,7 +13,7 @@ from pathlib import Path
 import papermill
 from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) in notebooks
 
-STUDIES = ("intro", "gradient_analysis", "results", "own_loss", "angular_margin", "convnet_200",
+STUDIES = ("intro", "protocols", "gradient_analysis", "results", "own_loss", "angular_margin", "convnet_200",
            "benchmark_200", "benchmark_run", "loss_catalogue")
 # MathJax parts the tex-svg component can load at run time, served from the book's own _static folder
 MATHJAX_PARTS = ("tex-svg.js", "input", "ui", "a11y", "sre")
@@ -24,6 +24,7 @@ def study_parameters(quick: bool) -> dict[str, dict]:
     executed notebook names no folder of the machine that built it and runs again from any clone or Colab."""
     return {
         "intro": {},
+        "protocols": {},
         "gradient_analysis": {"points": 41} if quick else {},
         "results": {},
         "own_loss": {},

@@ -130,3 +130,26 @@ def pooled_reliability(run_dirs_: list[str]) -> pd.DataFrame:
     safe = np.maximum(count, 1)
     return pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "count": count,
                          "confidence": conf / safe, "accuracy": acc / safe})
+
+
+def grid_status(grids_dir: str | Path, runs_dir: str | Path) -> pd.DataFrame:
+    """Per grid file: its protocol, runs named, runs with a whole record (complete or diverged), broken and not
+    started, and its state in a word: complete, partial or not started."""
+    from .grid import load_grid
+
+    rows = []
+    for path in sorted(Path(grids_dir).glob("*.yaml")):
+        grid = load_grid(path)
+        states = []
+        for cfg in grid.runs:
+            record = Path(runs_dir) / cfg.run_path()
+            if not record.exists():
+                states.append("not started")
+                continue
+            problem = records.record_problem(record, str(cfg.run_path()))
+            states.append("broken" if problem else (records.read_summary(record) or {}).get("status"))
+        count = {s: states.count(s) for s in ("complete", "diverged", "broken", "not started")}
+        done = count["complete"] + count["diverged"]
+        rows.append({"grid": path.name, "protocol": grid.protocol, "runs": len(states), **count,
+                     "state": "complete" if done == len(states) else ("not started" if done == 0 else "partial")})
+    return pd.DataFrame(rows).set_index("grid")
