@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .results import mean_std_table
+from .results import did_not_train, mean_std_table
 from .stats import holm
 from .trainer.config import loss_tag_of
 
@@ -17,7 +17,8 @@ from .trainer.config import loss_tag_of
 def all_pairs(runs: pd.DataFrame, metric: str = "best_test_acc") -> pd.DataFrame:
     """Every pair of losses of one study, on the seeds both completed: mean paired difference (higher mean minus
     lower), its std, a two-sided paired t-test (scipy.stats.ttest_rel) and Holm's adjustment over all pairs."""
-    wide = runs[runs["status"] == "complete"].pivot_table(index="seed", columns="loss_tag", values=metric)
+    trained = runs[(runs["status"] == "complete") & ~did_not_train(runs)]  # a failed run is counted apart
+    wide = trained.pivot_table(index="seed", columns="loss_tag", values=metric)
     order = wide.mean().sort_values(ascending=False).index.tolist()
     rows = []
     for a, b in combinations(order, 2):

@@ -12,8 +12,8 @@ import pandas as pd
 import yaml
 
 from . import stats
-from .data import DATASETS
 from .names import plain_name
+from .results import did_not_train
 from .trainer.config import loss_tag_of
 
 REQUIRED_KEYS = ("grid", "task", "metric", "alpha", "margin", "families")
@@ -142,12 +142,6 @@ def _family(entry: dict, path: Path) -> Family:
 
 
 # ---------------------------------------------------------------- runs that did not train
-def did_not_train(runs: pd.DataFrame, factor: float) -> pd.Series:
-    """True for a complete run whose best accuracy stayed below ``factor`` times chance (1 / classes)."""
-    chance = runs["dataset"].map(lambda d: 1 / DATASETS[d]["classes"])
-    return (runs["status"] == "complete") & (runs["best_test_acc"] < factor * chance)
-
-
 def study_runs(plan: Plan, runs: pd.DataFrame, study: str | None = None) -> pd.DataFrame:
     """The plan's runs (its study, or another study of the same task), with a ``trained`` column: False for a
     run that diverged or did not train; the tests use only the trained ones."""

@@ -101,12 +101,28 @@ def _device_name(environment: dict) -> str | None:
     return None
 
 
+DID_NOT_TRAIN_BELOW = 2.0  # a run whose best accuracy stays below twice chance did not train
+
+
+def did_not_train(runs: pd.DataFrame, factor: float = DID_NOT_TRAIN_BELOW) -> pd.Series:
+    """True for a complete run whose best accuracy stayed below ``factor`` times chance (1 / classes)."""
+    from .data import DATASETS
+
+    chance = runs["dataset"].map(lambda d: 1 / DATASETS[d]["classes"])
+    return (runs["status"] == "complete") & (runs["best_test_acc"] < factor * chance)
+
+
 def mean_std_table(runs: pd.DataFrame, metrics=("best_test_acc", "final_test_acc", "final_test_ece",
                                                  "final_test_macro_f1")) -> pd.DataFrame:
-    """Per loss: seeds, and mean and sample std (ddof=1) of each metric over complete runs."""
-    done = runs[runs["status"] == "complete"]
+    """Per loss: seeds that trained, and mean and sample std (ddof=1) of each metric over them; a complete run
+    that did not train (best accuracy below twice chance) is counted in 'did not train' and left out of the
+    means, which over a split outcome would describe no run."""
+    failed = did_not_train(runs)
+    done = runs[(runs["status"] == "complete") & ~failed]
     grouped = done.groupby("loss_tag")
     table = grouped.size().to_frame("seeds")
+    table = table.reindex(sorted(set(runs.loc[runs["status"] == "complete", "loss_tag"])), fill_value=0)
+    table["did not train"] = runs[failed].groupby("loss_tag").size().reindex(table.index, fill_value=0)
     for m in metrics:
         table[f"{m} mean"] = grouped[m].mean()
         table[f"{m} std"] = grouped[m].std(ddof=1)
