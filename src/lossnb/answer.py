@@ -58,7 +58,7 @@ def _seed_range(seeds: pd.Series) -> str:
     if seeds.empty:
         return "no seeds yet"
     low, high = int(seeds.min()), int(seeds.max())
-    return f"{low} seeds" if low == high else f"{low} to {high} seeds"
+    return (f"{low} seed{'s' if low != 1 else ''}" if low == high else f"{low} to {high} seeds")
 
 
 def headline(plans: list[Plan], runs: pd.DataFrame) -> str:
