@@ -125,26 +125,34 @@ def load_plan_with(plan, **seeds):
 
 
 # ---------------------------------------------------------------- the committed plan
-COMMITTED = ROOT / "grids" / "plans" / "bench-fmnist-convnet.yaml"
+BEFORE_THE_RUNS = sorted(p for p in (ROOT / "grids" / "plans").glob("*.yaml") if load_plan(p).before_the_runs)
 
 
-def test_the_committed_plans_seeds_are_its_grids():
-    plan = load_plan(COMMITTED)
+def test_the_full_length_studies_have_plans_fixed_before_their_runs():
+    assert {p.name for p in BEFORE_THE_RUNS} >= {"bench-fmnist-convnet.yaml", "bench-fmnist-resnet20.yaml",
+                                                 "bench-fmnist-mnv2.yaml"}
+
+
+@pytest.mark.parametrize("path", BEFORE_THE_RUNS, ids=lambda p: p.stem)
+def test_a_committed_plans_seeds_are_its_grids(path):
+    plan = load_plan(path)
     runs, _ = load_runs(ROOT / "runs")
     rule = seed_count(plan, runs)
     grid = load_grid(plan.path.parent / plan.raw["grid"])
-    assert sorted({r.seed for r in grid.runs}) == sorted(rule["seed_list"])
+    assert sorted({r.seed for r in grid.runs if r.task_tag() == plan.task}) == sorted(rule["seed_list"])
     assert rule["seed_list"][:3] == [42, 123, 456]
 
 
-def test_every_record_of_the_plans_study_was_made_after_the_plan_was_committed():
+@pytest.mark.parametrize("path", BEFORE_THE_RUNS, ids=lambda p: p.stem)
+def test_every_record_of_a_plans_study_was_made_after_the_plan_was_committed(path):
     git = ["git", "-C", str(ROOT)]
-    first = subprocess.run([*git, "log", "--diff-filter=A", "--format=%H", "--", str(COMMITTED)],
+    first = subprocess.run([*git, "log", "--diff-filter=A", "--format=%H", "--", str(path)],
                            capture_output=True, text=True)
     if first.returncode or not first.stdout.strip():
         pytest.skip("no git history of the plan here")
     plan_commit = first.stdout.split()[-1]
-    for config in (ROOT / "runs" / load_plan(COMMITTED).study).rglob("config.json"):
+    plan = load_plan(path)
+    for config in (ROOT / "runs" / plan.study / plan.task).rglob("config.json"):
         commit = json.loads(config.read_text())["environment"]["git"]["commit"]
         ancestor = subprocess.run([*git, "merge-base", "--is-ancestor", plan_commit, commit])
         assert ancestor.returncode == 0, f"{config} was made at {commit}, before the plan ({plan_commit})"
@@ -156,7 +164,7 @@ def test_the_full_length_convnet_chapter_states_the_plans_verdicts_from_records(
     that did not train, and on none; it quotes the plan and says each verdict its numbers support."""
     import papermill
 
-    plan = load_plan(COMMITTED)
+    plan = load_plan(ROOT / "grids" / "plans" / "bench-fmnist-convnet.yaml")
     notebook = ROOT / "notebooks" / "convnet_200.ipynb"
     runs = tmp_path / "runs"
     offsets = {"capped_ce": 0.02, "mae": -0.3, "focal": -0.01}  # capped CE clearly above every baseline
@@ -201,3 +209,36 @@ def test_the_front_page_answer_names_a_design_that_beats_every_baseline_and_coun
     assert "The report's ranking" not in text and "Ranking: not shown" in text
     none = runs[runs["loss"] != "capped_ce"]
     assert answer.headline([plan], none).startswith("**Not yet")
+
+
+def test_the_loss_table_gives_scipys_t_interval_over_trained_runs_and_names_the_failed_seeds(study):
+    from scipy import stats as scipy_stats
+
+    from lossnb import study as study_tables
+
+    plan, runs = study
+    table = study_tables.loss_table(plan, runs, {"mae": "MAE"})
+    mae = ACC["mae"][2][1:] * 100  # seed 0 did not train
+    low, high = scipy_stats.t.interval(0.95, len(mae) - 1, loc=mae.mean(), scale=scipy_stats.sem(mae))
+    assert table.loc["MAE", "best test acc %"] == f"{mae.mean():.2f} [{low:.2f}, {high:.2f}]"
+    assert table.loc["MAE", "did not train"] == "1 (seed 0)" and table.loc["MAE", "trained"] == 5
+    ordered = study_tables.by_accuracy(study_tables.study_runs(plan, runs))
+    assert ordered[0].startswith("capped_ce") and ordered[-1] == "mae"
+    assert list(study_tables.trained_runs(plan, runs)["loss_tag"].unique()) == plan.tags()
+
+
+def test_a_plan_written_after_its_runs_says_so_and_states_what_its_seeds_detect(study, tmp_path):
+    from lossnb import study as study_tables
+
+    plan, runs = study
+    after = {k: v for k, v in PLAN.items() if k != "seeds"} | {"declared": "after the runs"}
+    (tmp_path / "after.yaml").write_text(yaml.safe_dump(after))
+    late = load_plan(tmp_path / "after.yaml")
+    assert "written after these runs" in study_tables.progress(late, runs)
+    assert "written after" not in study_tables.progress(plan, runs)
+    sentence = study_tables.power_sentence(late, runs)
+    now = study_tables.sensitivity(late, runs)
+    # the first family is 3 contenders x 2 baselines: its strictest Holm step tests at alpha / 6
+    detectable = TTestPower().solve_power(effect_size=None, nobs=now["seeds"], alpha=0.05 / 6, power=0.8,
+                                          alternative="two-sided") * now["sd"]
+    assert f"detect {100 * detectable:.2f} points" in sentence

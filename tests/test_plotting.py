@@ -63,3 +63,29 @@ def test_reliability_grid_draws_a_panel_per_loss_with_bins_and_nothing_without()
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 2 and "pooled ECE 10.00%" in visible[0].get_title()  # (10*0.1 + 30*0.1) / 40
     plt.close(fig)
+
+
+def test_a_loss_has_one_colour_everywhere_and_the_headline_losses_are_told_apart():
+    from matplotlib.colors import to_hex
+
+    from lossnb.plotting import LOSS_COLOURS, loss_colour, loss_palette, seed_dots
+
+    assert len(set(LOSS_COLOURS.values())) == len(LOSS_COLOURS)
+    assert loss_colour("flsd53-gamma_high3") == loss_colour("flsd53-gamma_high3")
+    assert loss_palette(["ce", "mae"], {"ce": "cross-entropy"}) == {"cross-entropy": LOSS_COLOURS["ce"],
+                                                                    "mae": "#000000"}
+    runs = pd.DataFrame({"loss_tag": ["ce", "ce", "focal-gamma2"], "status": "complete", "trained": [True, True, False],
+                         "best_test_acc": [0.9, 0.91, 0.1]})
+    fig = seed_dots(runs, ["ce", "focal-gamma2"], {})
+    dots = [c for c in fig.axes[0].collections if len(c.get_offsets())]
+    assert to_hex(dots[0].get_facecolor()[0]) == LOSS_COLOURS["ce"]  # the trained ce seeds, in ce's colour
+    plt.close(fig)
+
+
+def test_a_reliability_diagram_draws_each_bins_share_of_the_images():
+    bins = pd.DataFrame({"bin_lo": [0.0, 0.5], "bin_hi": [0.5, 1.0], "count": [10, 30], "confidence": [0.3, 0.8],
+                         "accuracy": [0.2, 0.9]})
+    fig = reliability_grid({"ce": bins}, "one loss")
+    steps = [p for p in fig.axes[0].patches if type(p).__name__ == "StepPatch"]
+    assert len(steps) == 1 and list(steps[0].get_data().values) == [0.25, 0.75]
+    plt.close(fig)

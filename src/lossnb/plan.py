@@ -13,7 +13,7 @@ import yaml
 
 from . import stats
 from .names import plain_name
-from .results import did_not_train
+from .results import with_trained
 from .trainer.config import loss_tag_of
 
 REQUIRED_KEYS = ("grid", "task", "metric", "alpha", "margin", "families")
@@ -145,9 +145,8 @@ def _family(entry: dict, path: Path) -> Family:
 def study_runs(plan: Plan, runs: pd.DataFrame, study: str | None = None) -> pd.DataFrame:
     """The plan's runs (its study, or another study of the same task), with a ``trained`` column: False for a
     run that diverged or did not train; the tests use only the trained ones."""
-    sel = runs[(runs["study"] == (study or plan.study)) & (runs["task"] == plan.task)].copy()
-    sel["trained"] = (sel["status"] == "complete") & ~did_not_train(sel, plan.did_not_train_below)
-    return sel
+    sel = runs[(runs["study"] == (study or plan.study)) & (runs["task"] == plan.task)]
+    return with_trained(sel, plan.did_not_train_below)
 
 
 # ---------------------------------------------------------------- verdicts

@@ -2,6 +2,8 @@
 book can be checked for legibility), and font sizes that stay readable when a figure is shrunk to page width."""
 from __future__ import annotations
 
+import zlib
+
 import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
@@ -35,6 +37,31 @@ def distinct_colours() -> list:
     return colours[:7] + colours[8:]
 
 
+_TAB10 = dict(zip(("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan"),
+                  sns.color_palette("tab10", 10).as_hex()))
+# One colour per loss on every page of the book: the losses every study shows are fixed here; any other loss
+# takes one from OTHER_COLOURS by a hash of its tag, so it too is the same wherever it is drawn.
+LOSS_COLOURS = {"ce": _TAB10["blue"], "label_smoothing-conventionuniform-eps0.1": _TAB10["orange"],
+                "focal-gamma2": _TAB10["red"], "focal-gamma0.5": _TAB10["pink"], "poly1-epsilon1": _TAB10["brown"],
+                "mae": "#000000", "maxsup-alpha_end0.2-alpha_start0.1": _TAB10["olive"],
+                "capped_ce-p_cap0.97-sharpness10": _TAB10["green"], "selfshaped_ls-eps0.2": _TAB10["purple"],
+                "complement_ls-eps0.1": _TAB10["cyan"]}
+OTHER_COLOURS = sns.color_palette("Dark2", 8).as_hex() + sns.color_palette("tab20b", 20).as_hex()[::2]
+
+
+def loss_colour(tag: str) -> str:
+    """The colour of a loss (its tag, as in the records) in every figure of the book."""
+    if tag in LOSS_COLOURS:
+        return LOSS_COLOURS[tag]
+    return OTHER_COLOURS[zlib.crc32(tag.encode()) % len(OTHER_COLOURS)]  # crc32: stable across processes
+
+
+def loss_palette(tags, labels: dict[str, str] | None = None) -> dict[str, str]:
+    """{label (or tag): colour} for seaborn's ``palette``, the labels being what the figure's hue holds."""
+    labels = labels or {}
+    return {labels.get(t, t): loss_colour(t) for t in tags}
+
+
 def series_groups(tags: list[str], headline: list[str],
                   alone: tuple[str, ...] = ("mae",)) -> list[tuple[str, list[str]]]:
     """(title, losses) panels of at most MAX_SERIES losses: the headline ones first, in their order, then the
@@ -56,13 +83,12 @@ def learning_curves(curves, groups: list[tuple[str, list[str]]], title: str, lab
     fig, axes = plt.subplots(len(groups), 3, figsize=(12, 3.6 * len(groups)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1, 0.8]})
     data = curves.assign(epoch=curves["epoch"] + 1, acc=100 * curves["test_acc"])
-    colours = distinct_colours()
     for row, (name, group) in zip(axes, groups):
         sel = data[data["loss_tag"].isin(group)].assign(loss=lambda d: d["loss_tag"].map(lambda t: labels.get(t, t)))
         order = [labels.get(t, t) for t in group]
         for ax, (column, ylabel) in zip(row, (("acc", "test accuracy (%)"), ("test_loss", "test cross-entropy"))):
             sns.lineplot(data=sel, x="epoch", y=column, hue="loss", hue_order=order,
-                         palette=dict(zip(order, colours)), errorbar="sd", ax=ax, legend=ax is row[0])
+                         palette=loss_palette(group, labels), errorbar="sd", ax=ax, legend=ax is row[0])
             ax.set(xlabel="epoch", ylabel=ylabel, title=f"{name}: {ylabel.split(' (')[0]}")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         losses = sel["test_loss"]
@@ -84,28 +110,37 @@ def loss_label(loss: str, params: dict) -> str:
     return f"{loss} {text}" if text else loss
 
 
-def reliability_grid(bins_by_loss: dict, title: str, columns: int = 4):
+def reliability_grid(bins_by_loss: dict, title: str, columns: int = 4, colours: dict[str, str] | None = None):
     """One reliability diagram per loss (bins pooled over seeds, lossnb.results.pooled_reliability), the
-    pooled ECE in each panel's title; None when no loss has bins."""
+    pooled ECE in each panel's title and each bin's share of the images as a grey step line (a bar over a
+    handful of images says little); None when no loss has bins. ``colours``: {name: colour} for the bars."""
 
     names = [n for n, bins in bins_by_loss.items() if not bins.empty]
     if not names:  # records without reliability bins: nothing to draw
         return None
     cols = max(1, min(columns, len(names)))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 3.1 * rows), squeeze=False, sharex=True, sharey=True)
+    height = 3.1 * rows + 0.8  # the last 0.8 in: the shared x label and the legend beneath the panels
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, height), squeeze=False, sharex=True, sharey=True)
     for ax, name in zip(axes.flat, names):
         bins = bins_by_loss[name]
+        ax.plot([0, 1], [0, 1], color="black", lw=1, ls="--", zorder=1)
         ax.bar(bins["bin_lo"], bins["accuracy"], width=bins["bin_hi"] - bins["bin_lo"], align="edge",
-               edgecolor="black", alpha=0.7)
-        ax.plot([0, 1], [0, 1], color="red", lw=1)
+               edgecolor="black", alpha=0.7, color=(colours or {}).get(name, _TAB10["blue"]), zorder=2)
+        share = bins["count"] / bins["count"].sum()
+        ax.stairs(share, [*bins["bin_lo"], bins["bin_hi"].iloc[-1]], color="dimgray", lw=1.5, zorder=3,
+                  label="share of images")
         ax.set_title(f"{wrap_tag(name)}\npooled ECE {100 * pooled_ece(bins):.2f}%", fontsize=11)
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
+    handles = [plt.Rectangle((0, 0), 1, 1, color="lightgray", ec="black", label="accuracy in the bin"),
+               plt.Line2D([], [], color="dimgray", lw=1.5, label="share of images in the bin"),
+               plt.Line2D([], [], color="black", lw=1, ls="--", label="perfect calibration")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0))
     fig.suptitle(title)
-    fig.supxlabel("confidence")
-    fig.supylabel("accuracy")
-    fig.tight_layout()
+    fig.supxlabel("confidence", y=0.45 / height)
+    fig.supylabel("accuracy, share")
+    fig.tight_layout(rect=(0, 0.6 / height, 1, 1))
     return fig
 
 
@@ -131,7 +166,7 @@ def split_off(tags: list[str], alone: tuple[str, ...] = ("mae",)) -> list[list[s
 
 def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best_test_acc",
               xlabel: str = "best test accuracy (%)"):
-    """Each loss a row: every seed's value as a dot (a run that did not train as a red cross; ``runs`` has the
+    """Each loss a row: every seed's value as a dot in the loss's colour (a run that did not train as a cross; ``runs`` has the
     ``trained`` column of lossnb.plan.study_runs), and the mean with its 95% t interval over trained runs as a
     black bar. MAE, far below the rest, gets a panel of its own."""
     from .stats import mean_ci
@@ -143,9 +178,9 @@ def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best
         for y, tag in enumerate(group):
             mine = runs[(runs["loss_tag"] == tag) & (runs["status"] == "complete")]
             ok = mine[mine["trained"]]
-            ax.scatter(100 * ok[metric], [y] * len(ok), s=22, color="tab:blue", alpha=0.7, zorder=3)
+            ax.scatter(100 * ok[metric], [y] * len(ok), s=22, color=loss_colour(tag), alpha=0.8, zorder=3)
             bad = mine[~mine["trained"]]
-            ax.scatter(100 * bad[metric], [y] * len(bad), s=40, marker="x", color="tab:red", zorder=3)
+            ax.scatter(100 * bad[metric], [y] * len(bad), s=40, marker="x", color="black", zorder=3)
             mean, low, high = mean_ci(100 * ok[metric].to_numpy(dtype=float))
             if len(ok) > 1:
                 ax.plot([low, high], [y, y], color="black", lw=2, zorder=4)

@@ -112,6 +112,11 @@ def did_not_train(runs: pd.DataFrame, factor: float = DID_NOT_TRAIN_BELOW) -> pd
     return (runs["status"] == "complete") & (runs["best_test_acc"] < factor * chance)
 
 
+def with_trained(runs: pd.DataFrame, factor: float = DID_NOT_TRAIN_BELOW) -> pd.DataFrame:
+    """A copy of ``runs`` with a ``trained`` column: complete, and above ``factor`` times chance."""
+    return runs.assign(trained=(runs["status"] == "complete") & ~did_not_train(runs, factor))
+
+
 def mean_std_table(runs: pd.DataFrame, metrics=("best_test_acc", "final_test_acc", "final_test_ece",
                                                  "final_test_macro_f1")) -> pd.DataFrame:
     """Per loss: seeds that trained, and mean and sample std (ddof=1) of each metric over them; a complete run
@@ -146,6 +151,23 @@ def pooled_reliability(run_dirs_: list[str]) -> pd.DataFrame:
     safe = np.maximum(count, 1)
     return pd.DataFrame({"bin_lo": edges[:-1], "bin_hi": edges[1:], "count": count,
                          "confidence": conf / safe, "accuracy": acc / safe})
+
+
+def reliability_by_loss(runs: pd.DataFrame, labels: dict[str, str]) -> dict[str, pd.DataFrame]:
+    """{loss in words: its final-epoch reliability bins pooled over ``runs``}, in the order the runs come."""
+    return {labels.get(tag, tag): pooled_reliability(d["dir"].tolist()) for tag, d in runs.groupby("loss_tag",
+                                                                                                   sort=False)}
+
+
+def published_table(published: pd.DataFrame) -> pd.DataFrame:
+    """Published best test accuracies (one row per loss, task and seed, in %) as 'mean ± std' over seeds per
+    loss and task, 'not reported' where a task has no row for a loss."""
+    def mean_std(values: pd.Series) -> str:
+        values = values.dropna()
+        return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if len(values) > 1 else f"{values.mean():.2f}"
+
+    return published.pivot_table(index="loss", columns="task", values="best_test_acc_percent", aggfunc=mean_std,
+                                 sort=False).fillna("not reported")
 
 
 def grid_status(grids_dir: str | Path, runs_dir: str | Path) -> pd.DataFrame:

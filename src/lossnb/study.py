@@ -24,19 +24,66 @@ def loss_table(plan: Plan, runs: pd.DataFrame, labels: dict[str, str]) -> pd.Dat
     """One row per loss of the plan: runs recorded, those that did not train or diverged (with their seeds),
     and over the trained ones best and final test accuracy and final ECE (mean [95% CI], %), and the median
     best epoch."""
-    sel = study_runs(plan, runs)
+    return runs_table(study_runs(plan, runs), plan.tags(), labels)
+
+
+def runs_table(sel: pd.DataFrame, tags: list[str], labels: dict[str, str], split: str = "test") -> pd.DataFrame:
+    """The same table for any runs with a ``trained`` column (lossnb.plan.study_runs, mark_trained), one row
+    per tag in order; ``split`` names the evaluation split in the column headers."""
     rows = []
-    for tag in plan.tags():
+    for tag in tags:
         mine = sel[sel["loss_tag"] == tag]
         ok = mine[mine["trained"]]
         failed = mine[(mine["status"] == "complete") & ~mine["trained"]]
         diverged = mine[mine["status"] == "diverged"]
         rows.append({"loss": labels.get(tag, tag), "runs": len(mine), "trained": len(ok),
                      "did not train": _seeds(failed), "diverged": _seeds(diverged),
-                     "best acc %": percent_ci(ok["best_test_acc"]), "final acc %": percent_ci(ok["final_test_acc"]),
-                     "final ECE %": percent_ci(ok["final_test_ece"]),
+                     f"best {split} acc %": percent_ci(ok["best_test_acc"]),
+                     f"final {split} acc %": percent_ci(ok["final_test_acc"]),
+                     f"final {split} ECE %": percent_ci(ok["final_test_ece"]),
                      "best epoch": f"{ok['best_epoch'].median() + 1:.0f}" if len(ok) else "–"})
     return pd.DataFrame(rows).set_index("loss")
+
+
+def by_accuracy(sel: pd.DataFrame) -> list[str]:
+    """The loss tags of ``sel`` (with a ``trained`` column), highest mean best accuracy over trained runs first,
+    then those with no trained run."""
+    means = sel[sel["trained"]].groupby("loss_tag")["best_test_acc"].mean().sort_values(ascending=False)
+    return list(means.index) + sorted(set(sel["loss_tag"]) - set(means.index))
+
+
+def trained_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the plan's losses that trained, in the order the plan names the losses."""
+    sel = study_runs(plan, runs)
+    sel = sel[sel["trained"] & sel["loss_tag"].isin(plan.tags())]
+    return sel.sort_values("loss_tag", key=lambda tags: tags.map(plan.tags().index), kind="stable")
+
+
+def curves_of(plan: Plan, curves: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch rows of the plan's study and task."""
+    return curves[(curves["study"] == plan.study) & (curves["task"] == plan.task)]
+
+
+def panels_present(plan: Plan, curves: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """The plan's figure panels (Plan.panels) holding only the losses its study's ``curves`` have, empty panels
+    dropped."""
+    present = set(curves_of(plan, curves)["loss_tag"])
+    panels = [(title, [t for t in tags if t in present]) for title, tags in plan.panels()]
+    return [(title, tags) for title, tags in panels if tags]
+
+
+def progress(plan: Plan, runs: pd.DataFrame) -> str:
+    """The plan's runs so far in a sentence, and when the plan was fixed (a plan written after its runs says so:
+    its comparisons were chosen after seeing their results)."""
+    mine = study_runs(plan, runs)
+    complete = int((mine["status"] == "complete").sum())
+    text = (f"**{complete} of the plan's {plan.planned} runs are complete** ({int(mine['trained'].sum())} trained, "
+            f"{int((mine['status'] == 'diverged').sum())} diverged, "
+            f"{int(((mine['status'] == 'complete') & ~mine['trained']).sum())} did not train).")
+    if not plan.before_the_runs:
+        text += (f" Its plan (`{plan.path.name}`) was written after these runs: the comparisons it tests were "
+                 "chosen after seeing their results, which no correction here accounts for.")
+    return text
 
 
 def _seeds(runs: pd.DataFrame) -> str:
@@ -146,7 +193,11 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
     from .plan import PlanError, compare, seed_count
 
     if not plan.seeds:
-        return "This plan was declared after its runs; it has no power rule."
+        now = sensitivity(plan, runs)
+        return ("This plan was declared after its runs; it has no power rule." + (
+            f" At the spread of its own paired differences ({POINTS * now['sd']:.2f} points, root mean square over "
+            f"{now['pairs']} pairs), its {now['seeds']} seeds detect {POINTS * now['detectable']:.2f} points with "
+            "80% power at its strictest test (a description of its sensitivity, not a test)." if now else ""))
     try:
         rule = seed_count(plan, runs)
     except PlanError:
