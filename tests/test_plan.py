@@ -242,3 +242,29 @@ def test_a_plan_written_after_its_runs_says_so_and_states_what_its_seeds_detect(
     detectable = TTestPower().solve_power(effect_size=None, nobs=now["seeds"], alpha=0.05 / 6, power=0.8,
                                           alternative="two-sided") * now["sd"]
     assert f"detect {100 * detectable:.2f} points" in sentence
+
+
+def test_a_plan_over_two_heads_compares_one_loss_on_each_by_seed(tmp_path):
+    grid = {"protocol": "h", "budget": {"epochs": 2}, "tasks": [{"arch": "convnet", "dataset": "fashionmnist"}],
+            "losses": ["ce", {"name": "ce", "head": "cosine"}], "seeds": list(SEEDS)}
+    linear = {"name": "ce", "task": "convnet-fashionmnist", "label": "CE, linear head"}
+    cosine = {"name": "ce", "task": "convnet-cosine-fashionmnist", "label": "CE on cosines"}
+    plan = {"grid": "grid.yaml", "task": ["convnet-fashionmnist", "convnet-cosine-fashionmnist"],
+            "metric": "best_test_acc", "alpha": 0.05, "margin": 0.005, "declared": "after the runs",
+            "families": [{"name": "heads", "contenders": [cosine], "baselines": [linear]}]}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    for seed in SEEDS:
+        write_synthetic_record(tmp_path / "runs", "ce", seed, float(CE[seed]), protocol="h")
+        write_synthetic_record(tmp_path / "runs", "ce", seed, float(CE[seed] - 0.05 + NOISE[seed]), protocol="h",
+                               head="cosine")
+    runs, _ = load_runs(tmp_path / "runs")
+    loaded = load_plan(tmp_path / "plan.yaml")
+    row = compare(loaded, runs).iloc[0]
+    assert (row["seeds"], row["verdict"]) == (6, "worse")
+    assert row["mean diff"] == pytest.approx(np.mean(-0.05 + NOISE))
+    assert set(loaded.labels().values()) == {"CE, linear head", "CE on cosines"}
+    plan["families"][0]["baselines"] = ["ce"]  # which head's ce? a plan of two tasks must say
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    with pytest.raises(PlanError, match="names each loss's task"):
+        load_plan(tmp_path / "plan.yaml")

@@ -33,7 +33,7 @@ def study_answer(plan: Plan, runs: pd.DataFrame) -> str:
     counts = Counter(block["verdict"])
     margin = 100 * plan.margin
     words = {"better": "better", "worse": "worse", "equivalent": f"equivalent within ±{margin:g} points",
-             "undecided": "undecided", "not tested": "not yet tested"}
+             "undecided": "undecided", "not tested": "not tested (under 3 seeds both trained)"}
     tally = ", ".join(f"{counts[v]} {words[v]}" for v in ORDER if counts[v])
     winners = [labels[a] for a, rows in block.groupby("a", sort=False) if (rows["verdict"] == "better").all()]
     text = (f"**{plan.title[0].upper() + plan.title[1:]}** ({complete} of {plan.planned} planned runs complete; "

@@ -40,7 +40,7 @@ class Family:
 class Plan:
     path: Path
     study: str  # the grid's runs folder, e.g. bench-fmnist-convnet-e200
-    task: str
+    tasks: list[str]  # one task; or several (a loss on two heads), whose losses are then keyed "<task>/<loss tag>"
     metric: str
     alpha: float
     margin: float
@@ -49,6 +49,21 @@ class Plan:
     seeds: dict | None  # the power rule; None for a plan declared after its runs
     raw: dict
     planned: int  # runs its grid holds for the plan's task
+
+    @property
+    def task(self) -> str:
+        """The task, or the plan's tasks joined by " + " (for headings)."""
+        return " + ".join(self.tasks)
+
+    @property
+    def multi_task(self) -> bool:
+        return len(self.tasks) > 1
+
+    def select(self, frame: pd.DataFrame, study: str | None = None) -> pd.DataFrame:
+        """The rows of ``frame`` (runs or curves) of the plan's study (or ``study``) and tasks; with several
+        tasks, loss_tag becomes the plan's key "<task>/<loss tag>"."""
+        sel = frame[(frame["study"] == (study or self.study)) & frame["task"].isin(self.tasks)]
+        return sel.assign(loss_tag=sel["task"] + "/" + sel["loss_tag"]) if self.multi_task else sel
 
     @property
     def title(self) -> str:
@@ -61,11 +76,13 @@ class Plan:
     def labels(self) -> dict[str, str]:
         """{loss tag: the loss in words}: with its settings only where the plan names the loss at more than one
         (focal γ=2, focal γ=0.5); the settings of every loss are in the plan, quoted by its chapter."""
-        entries = {_tag(e): _name_params(e) for f in self.raw["families"]
-                   for key in ("contenders", "baselines", "ranking") for e in f.get(key, [])}
+        listed = [e for f in self.raw["families"] for key in ("contenders", "baselines", "ranking")
+                  for e in f.get(key, [])]
+        entries = {_tag(e, self.multi_task): _name_params(e) for e in listed}
         names = [name for name, _ in entries.values()]
-        return {tag: plain_name(name, params if names.count(name) > 1 else {}) for tag, (name, params) in
-                entries.items()}
+        labels = {tag: plain_name(name, params if names.count(name) > 1 else {}) for tag, (name, params) in
+                  entries.items()}
+        return labels | {_tag(e, self.multi_task): e["label"] for e in listed if isinstance(e, dict) and "label" in e}
 
     def panels(self) -> list[tuple[str, list[str]]]:
         """(title, loss tags) groups for figures: each family's baselines, then its contenders, then a
@@ -73,7 +90,7 @@ class Plan:
         groups, shown = [], set()
         for f in self.raw["families"]:
             for key, title in (("baselines", "baselines"), ("contenders", "contenders"), ("ranking", f["name"])):
-                tags = [t for t in map(_tag, f.get(key, [])) if t not in shown]
+                tags = [t for t in (_tag(e, self.multi_task) for e in f.get(key, [])) if t not in shown]
                 shown.update(tags)
                 groups += [(title, [t for t in tags if not t.startswith("mae")]), ("MAE", [t for t in tags if
                                                                                       t.startswith("mae")])]
@@ -104,49 +121,60 @@ def load_plan(path: str | Path) -> Plan:
         grid = load_grid(path.parent / raw["grid"])
     except GridError as err:
         raise PlanError(f"{path}: its grid: {err}") from None
-    studies = {(str(r.run_path().parts[0]), r.task_tag()) for r in grid.runs}
-    study = next((s for s, t in studies if t == raw["task"]), None)
-    if study is None:
-        raise PlanError(f"{path}: task {raw['task']!r} is not in {raw['grid']}")
-    families = [_family(entry, path) for entry in raw["families"]]
-    ran = {r.loss_tag() for r in grid.runs if r.task_tag() == raw["task"]}
+    tasks = raw["task"] if isinstance(raw["task"], list) else [raw["task"]]
+    studies = {r.task_tag(): str(r.run_path().parts[0]) for r in grid.runs}
+    absent = [t for t in tasks if t not in studies]
+    if absent:
+        raise PlanError(f"{path}: task {absent[0]!r} is not in {raw['grid']}")
+    study = studies[tasks[0]]
+    multi = len(tasks) > 1
+    families = [_family(entry, path, multi) for entry in raw["families"]]
+    ran = {f"{r.task_tag()}/{r.loss_tag()}" if multi else r.loss_tag() for r in grid.runs if r.task_tag() in tasks}
     for family in families:
         for tag in (t for pair in family.pairs for t in pair):
             if tag not in ran:
                 raise PlanError(f"{path}: family {family.name!r} compares {tag}, which {raw['grid']} does not run")
     if "seeds" in raw and set(raw["seeds"]) != set(SEED_KEYS):
         raise PlanError(f"{path}: seeds needs exactly: {', '.join(SEED_KEYS)}")
-    return Plan(path, study, raw["task"], raw["metric"], float(raw["alpha"]), float(raw["margin"]),
+    return Plan(path, study, tasks, raw["metric"], float(raw["alpha"]), float(raw["margin"]),
                 float(raw.get("did_not_train_below", 2.0)), families, raw.get("seeds"), raw,
-                sum(r.task_tag() == raw["task"] for r in grid.runs))
+                sum(r.task_tag() in tasks for r in grid.runs))
 
 
 def _name_params(entry) -> tuple[str, dict]:
     return (entry, {}) if isinstance(entry, str) else (entry["name"], entry.get("params") or {})
 
 
-def _tag(entry) -> str:
-    return loss_tag_of(*_name_params(entry))
+def _tag(entry, multi_task: bool = False) -> str:
+    """A plan entry's key: its loss tag, prefixed by its ``task`` in a plan of several tasks."""
+    tag = loss_tag_of(*_name_params(entry))
+    return f"{entry['task']}/{tag}" if multi_task else tag
 
 
-def _family(entry: dict, path: Path) -> Family:
+def _family(entry: dict, path: Path, multi: bool) -> Family:
     if not isinstance(entry, dict) or "name" not in entry:
         raise PlanError(f"{path}: each family needs a name and either contenders + baselines or a ranking")
     if "ranking" in entry:
-        order = [_tag(e) for e in entry["ranking"]]
+        _tasks_named(entry["ranking"], path, multi)
+        order = [_tag(e, multi) for e in entry["ranking"]]
         return Family(entry["name"], "ranking", list(zip(order, order[1:])))
     if "contenders" in entry and "baselines" in entry:
-        pairs = [(_tag(c), _tag(b)) for c in entry["contenders"] for b in entry["baselines"]]
+        _tasks_named(entry["contenders"] + entry["baselines"], path, multi)
+        pairs = [(_tag(c, multi), _tag(b, multi)) for c in entry["contenders"] for b in entry["baselines"]]
         return Family(entry["name"], "versus", pairs)
     raise PlanError(f"{path}: family {entry['name']!r} needs contenders + baselines or a ranking")
+
+
+def _tasks_named(entries: list, path: Path, multi: bool) -> None:
+    if multi and any(not isinstance(e, dict) or "task" not in e for e in entries):
+        raise PlanError(f"{path}: a plan of several tasks names each loss's task: {{name: ..., task: ...}}")
 
 
 # ---------------------------------------------------------------- runs that did not train
 def study_runs(plan: Plan, runs: pd.DataFrame, study: str | None = None) -> pd.DataFrame:
     """The plan's runs (its study, or another study of the same task), with a ``trained`` column: False for a
     run that diverged or did not train; the tests use only the trained ones."""
-    sel = runs[(runs["study"] == (study or plan.study)) & (runs["task"] == plan.task)]
-    return with_trained(sel, plan.did_not_train_below)
+    return with_trained(plan.select(runs, study), plan.did_not_train_below)
 
 
 # ---------------------------------------------------------------- verdicts

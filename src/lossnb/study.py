@@ -61,7 +61,7 @@ def trained_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
 
 def curves_of(plan: Plan, curves: pd.DataFrame) -> pd.DataFrame:
     """The per-epoch rows of the plan's study and task."""
-    return curves[(curves["study"] == plan.study) & (curves["task"] == plan.task)]
+    return plan.select(curves)
 
 
 def panels_present(plan: Plan, curves: pd.DataFrame) -> list[tuple[str, list[str]]]:
@@ -136,7 +136,7 @@ def _contender_words(rows: pd.DataFrame, labels: dict, margin: float) -> str:
     groups = {v: [labels.get(b, b) for b in rows.loc[rows["verdict"] == v, "b"]] for v in
               ("better", "worse", "equivalent", "undecided", "not tested")}
     words = {"better": "better than", "worse": "worse than", "equivalent": f"equivalent within ±{margin:g} points to",
-             "undecided": "undecided against", "not tested": "not yet tested (under 3 common seeds) against"}
+             "undecided": "undecided against", "not tested": "not tested (fewer than 3 seeds both trained) against"}
     parts = [f"{words[v]} {', '.join(names)}" for v, names in groups.items() if names]
     beat_all = len(groups["better"]) == len(rows)
     return "; ".join(parts) + (" — it beats every baseline." if beat_all else ".")
@@ -148,7 +148,7 @@ def _ranking_sentence(name: str, rows: pd.DataFrame, labels: dict, margin: float
         a, b = labels.get(r["a"], r["a"]), labels.get(r["b"], r["b"])
         pairs.append({"better": f"{a} > {b} (holds)", "worse": f"{a} < {b} (reversed)",
                       "equivalent": f"{a} ≈ {b} (equivalent within ±{margin:g} points)",
-                      "undecided": f"{a} vs {b} undecided", "not tested": f"{a} vs {b} not yet tested"}[r["verdict"]])
+                      "undecided": f"{a} vs {b} undecided", "not tested": f"{a} vs {b} not tested"}[r["verdict"]])
     held = (rows["verdict"] == "better").all()
     return f"{name}: " + "; ".join(pairs) + (". The whole order holds." if held else ". The order as claimed is not shown.")
 
@@ -175,7 +175,7 @@ def cost_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dic
     images per second over epochs, and the machines that ran them."""
     sel = study_runs(plan, runs)
     done = sel[sel["status"] == "complete"]
-    mine = curves[(curves["study"] == plan.study) & (curves["task"] == plan.task)]
+    mine = plan.select(curves)
     rows = {}
     for tag in plan.tags():
         d = done[done["loss_tag"] == tag]
@@ -196,7 +196,7 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
         now = sensitivity(plan, runs)
         return ("This plan was declared after its runs; it has no power rule." + (
             f" At the spread of its own paired differences ({POINTS * now['sd']:.2f} points, root mean square over "
-            f"{now['pairs']} pairs), its {now['seeds']} seeds detect {POINTS * now['detectable']:.2f} points with "
+            f"{now['pairs']} pair{'s' if now['pairs'] != 1 else ''}), its {now['seeds']} seeds detect {POINTS * now['detectable']:.2f} points with "
             "80% power at its strictest test (a description of its sensitivity, not a test)." if now else ""))
     try:
         rule = seed_count(plan, runs)
@@ -213,7 +213,7 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
     now = sensitivity(plan, runs)
     if now:
         text += (f" At full length the same differences spread by {POINTS * now['sd']:.2f} points so far (root mean "
-                 f"square over {now['pairs']} pairs), at which {now['seeds']} seeds detect "
+                 f"square over {now['pairs']} pair{'s' if now['pairs'] != 1 else ''}), at which {now['seeds']} seeds detect "
                  f"{POINTS * now['detectable']:.2f} points (a description of this study's sensitivity, not a test).")
     return text
 
