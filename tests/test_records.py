@@ -9,7 +9,7 @@ from conftest import write_synthetic_record
 from lossnb.cli import main as cli_main
 from lossnb.grid import plan_runs
 from lossnb.results import load_runs
-from lossnb.trainer import RunConfig, records, train
+from lossnb.trainer import RunConfig, records
 
 CFG = dict(arch="convnet", dataset="fashionmnist", epochs=2, protocol="t")
 

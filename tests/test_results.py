@@ -1,6 +1,5 @@
 """Record reading and the book's statistics, against on-disk records and statsmodels/scipy references."""
 import json
-import shutil
 
 import numpy as np
 import pandas as pd

@@ -34,6 +34,20 @@ def loss_curves(name: str, num_classes: int, p_t: torch.Tensor, **hparams) -> pd
                          "weight": (grad[:, 0] / (p - 1)).numpy()})
 
 
+def weights_of(entries: list, num_classes: int, p_t: torch.Tensor) -> pd.DataFrame:
+    """loss_curves for each (name, params) entry (or bare name), with 'loss' the loss in words with its settings
+    and 'tag' its records' tag (for its colour in the book)."""
+    from .names import plain_name
+    from .trainer.config import loss_tag_of
+
+    frames = []
+    for entry in entries:
+        name, params = (entry, {}) if isinstance(entry, str) else entry
+        tag = loss_tag_of(name, params)
+        frames.append(loss_curves(name, num_classes, p_t, **params).assign(loss=plain_name(name, params), tag=tag))
+    return pd.concat(frames, ignore_index=True)
+
+
 def cosine_slice(theta: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(N, C) float64 cosine logits: class 0 at angle theta (radians) from the feature, every other class at 90°
     (in a high-dimensional feature space, class weights not yet pulled towards a feature are nearly orthogonal

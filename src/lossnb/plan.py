@@ -182,10 +182,16 @@ def compare(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
     """Every comparison of the plan on the seeds both losses trained: the mean difference a - b (in the
     metric's unit) with its 95% CI, the paired t-test and TOST p-values, each Holm-adjusted within its
     family, and the verdict."""
-    sel = study_runs(plan, runs)
-    wide = sel[sel["trained"]].pivot_table(index="seed", columns="loss_tag", values=plan.metric)
+    return compare_families(study_runs(plan, runs), plan.families, plan.metric, plan.margin, plan.alpha)
+
+
+def compare_families(runs: pd.DataFrame, families: list[Family], metric: str, margin: float,
+                     alpha: float) -> pd.DataFrame:
+    """``compare`` for any runs with a ``trained`` column and any families (a chapter's comparisons made after
+    its results, which it discloses, use this with the same tests as a plan)."""
+    wide = runs[runs["trained"]].pivot_table(index="seed", columns="loss_tag", values=metric)
     rows = []
-    for family in plan.families:
+    for family in families:
         block = []
         for a, b in family.pairs:
             both = wide[[a, b]].dropna() if {a, b} <= set(wide.columns) else pd.DataFrame(columns=[a, b])
@@ -193,13 +199,13 @@ def compare(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
             mean, low, high = stats.mean_ci(diff)
             block.append({"family": family.name, "a": a, "b": b, "seeds": len(diff), "mean diff": mean,
                           "ci low": low, "ci high": high, "p (t)": stats.paired_t(diff),
-                          "p (TOST)": stats.tost(diff, plan.margin)})
+                          "p (TOST)": stats.tost(diff, margin)})
         table = pd.DataFrame(block)
         for test in ("t", "TOST"):
             table[f"p ({test}, Holm)"] = _holm_over_family(table[f"p ({test})"].to_numpy())
         rows.append(table)
     out = pd.concat(rows, ignore_index=True)
-    out["verdict"] = [verdict(r, plan.alpha) for r in out.to_dict("records")]
+    out["verdict"] = [verdict(r, alpha) for r in out.to_dict("records")]
     return out
 
 

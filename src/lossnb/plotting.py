@@ -244,3 +244,38 @@ def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: 
     fig.supylabel("accuracy (%)")
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig
+
+
+def weight_curves(weights, reference: float, ylim: tuple[float, float]):
+    """Each loss's weight relative to cross-entropy against p_t (lossnb.gradients.weights_of: 'loss' in words,
+    'tag' for its colour), the reference line drawn beneath the curves so a loss lying on it stays visible."""
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    ax.axhline(reference, color="gray", lw=1, ls=":", zorder=0)
+    names = list(dict.fromkeys(weights["loss"]))
+    colours = {name: loss_colour(tag) for name, tag in zip(weights["loss"], weights["tag"])}
+    sns.lineplot(data=weights, x="p_t", y="weight", hue="loss", hue_order=names, style="loss", style_order=names,
+                 palette=colours, ax=ax, lw=2)
+    ax.set(ylim=ylim, xlabel="target probability $p_t$", ylabel="weight relative to CE")
+    ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def eps_sweep(sweep, colours: dict[str, str] | None = None):
+    """Best test accuracy and final ECE (%) against ε, mean with ±1 std bars over seeds, one row per study and
+    task (so the figure keeps its width, and its text its size, as studies gain records)."""
+    keys = list(sweep[["study", "task"]].drop_duplicates().itertuples(index=False, name=None))
+    fig, axes = plt.subplots(len(keys), 2, figsize=(10, 3.3 * len(keys) + 0.6), squeeze=False, sharex=True)
+    for row, (study, task) in zip(axes, keys):
+        data = sweep[(sweep["study"] == study) & (sweep["task"] == task)]
+        for ax, (metric, label) in zip(row, (("best_test_acc", "best test accuracy (%)"),
+                                             ("final_test_ece", "final test ECE (%)"))):
+            sns.lineplot(data=data.assign(value=100 * data[metric]), x="eps", y="value", hue="loss name",
+                         style="loss name", markers=True, errorbar="sd", err_style="bars", ax=ax,
+                         palette=colours, legend=ax is axes[0, 1])
+            ax.set(xlabel=r"$\varepsilon$", ylabel=label, title=f"{study}, {task}")
+    handles, names = axes[0, 1].get_legend_handles_labels()
+    axes[0, 1].get_legend().remove()
+    fig.tight_layout(rect=(0, 0.5 / (3.3 * len(keys) + 0.6), 1, 1))
+    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)
+    return fig

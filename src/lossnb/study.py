@@ -128,11 +128,11 @@ def verdict_sentences(plan: Plan, comparisons: pd.DataFrame, labels: dict[str, s
             lines.append(_ranking_sentence(family.name, block, labels, margin))
             continue
         for a, rows in block.groupby("a", sort=False):
-            lines.append(f"{labels.get(a, a)}: " + _contender_words(rows, labels, margin))
+            lines.append(f"{labels.get(a, a)}: " + contender_words(rows, labels, margin))
     return lines
 
 
-def _contender_words(rows: pd.DataFrame, labels: dict, margin: float) -> str:
+def contender_words(rows: pd.DataFrame, labels: dict, margin: float) -> str:
     groups = {v: [labels.get(b, b) for b in rows.loc[rows["verdict"] == v, "b"]] for v in
               ("better", "worse", "equivalent", "undecided", "not tested")}
     words = {"better": "better than", "worse": "worse than", "equivalent": f"equivalent within ±{margin:g} points to",
@@ -190,7 +190,7 @@ def cost_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dic
 def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
     """What the plan's seeds can detect: at the spread its power rule assumed (the source study), and,
     descriptively, at the spread of this study's own paired differences so far."""
-    from .plan import PlanError, compare, seed_count
+    from .plan import PlanError, seed_count
 
     if not plan.seeds:
         now = sensitivity(plan, runs)

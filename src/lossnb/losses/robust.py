@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .domains import at_least, in_range, nonneg, positive_int
+from .domains import in_range, nonneg, positive_int
 from .common import upcast
 from .registry import Param, register
 

@@ -8,7 +8,7 @@ hyperparameters and checks inputs; the functions themselves do no host syncs.
 import torch
 import torch.nn.functional as F
 
-from .domains import at_least, nonneg, positive, real_list, unit_closed, unit_halfopen, in_range
+from .domains import at_least, nonneg, positive, real_list, unit_closed, unit_halfopen
 from .common import upcast
 from .registry import Param, register
 

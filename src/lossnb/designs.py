@@ -1,0 +1,200 @@
+"""Our designs in the book: the setting each takes from a validation split, where the grids run it, the
+evidence on it from every planned study, and the comparisons the design chapter makes after seeing results
+(ablations, the calibration of label smoothing's two parts), tested as a plan's are and disclosed as post hoc."""
+from __future__ import annotations
+
+import json
+from itertools import combinations
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .analysis import choose_on_validation
+from .names import labels_of, plain_name
+from .plan import Family, Plan, compare, compare_families
+from .results import pooled_reliability, with_trained
+from .study import contender_words, by_accuracy, runs_table, verdict_tables
+from .trainer.config import loss_tag_of
+
+POINTS = 100
+
+
+def validation_choice(runs: pd.DataFrame, study: str, loss: str) -> tuple[str | None, pd.DataFrame]:
+    """(the chosen tag, the study's table of ``loss``'s settings, best validation accuracy first): the setting
+    with the highest mean best-epoch validation accuracy; (None, empty) where the study ran none."""
+    chosen, _ = choose_on_validation(runs, study, loss)
+    if chosen is None:
+        return None, pd.DataFrame()
+    sel = with_trained(runs[(runs["study"] == study) & (runs["loss"] == loss)])
+    return chosen, runs_table(sel, by_accuracy(sel), labels_of(sel), split="val")
+
+
+def choice_report(runs: pd.DataFrame, loss: str, tuning_study: str, check_study: str,
+                  grids_dir: str | Path) -> tuple[str | None, str | None, list]:
+    """(the tuning study's choice, the check study's choice, what to display): each study's table of the
+    settings, each choice in words, and the settings every test grid runs with the reason."""
+    from IPython.display import Markdown  # the report is for a chapter; the choice itself needs no IPython
+
+    chosen, table = validation_choice(runs, tuning_study, loss)
+    if chosen is None:
+        return None, None, [Markdown(f"No `{tuning_study}` records of {plain_name(loss)} yet.")]
+    check, check_table = validation_choice(runs, check_study, loss)
+    shown = [Markdown(f"**{tuning_study}** (the ConvNet protocol's validation split)"), table,
+             Markdown(f"Chosen (highest mean best-epoch validation accuracy): **{label_of(runs, chosen)}**.")]
+    if check is None:
+        shown.append(Markdown(f"`{check_study}`, the ResNet protocol's own split, ran no setting of it."))
+    else:
+        shown += [Markdown(f"**{check_study}** (the ResNet protocol's own split)"), check_table,
+                  Markdown(f"It chooses **{label_of(runs, check)}**" + (", the same." if check == chosen else
+                           ": the GPU 200-epoch grids run that choice, the CPU studies the ConvNet split's."))]
+    reasons = {check: "the ResNet split's choice"} if check else {}
+    lines = settings_in_grids(grids_dir, loss, reasons | {chosen: "the ConvNet split's choice"})
+    return chosen, check, shown + [Markdown("\n".join(f"- {line}" for line in lines))]
+
+
+def label_of(runs: pd.DataFrame, tag: str | None) -> str:
+    """A recorded loss tag in words ('capped CE p_cap=0.97, sharpness=10'); '–' for None."""
+    return "–" if tag is None else labels_of(runs[runs["loss_tag"] == tag]).get(tag, tag)
+
+
+def settings_in_grids(grids_dir: str | Path, loss: str, reasons: dict[str, str]) -> list[str]:
+    """Per test grid that runs ``loss``: the settings it runs and why (``reasons``: {tag: why}; a setting
+    with no reason is an ablation)."""
+    lines = []
+    for path in sorted(Path(grids_dir).glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text())
+        if spec["protocol"].endswith("tuning"):
+            continue
+        for entry in spec["losses"]:
+            if isinstance(entry, dict) and entry["name"] == loss:
+                tag = loss_tag_of(loss, entry.get("params", {}))
+                words = plain_name(loss, entry.get("params", {}))
+                lines.append(f"`grids/{path.name}` runs {words}: {reasons.get(tag, 'an ablation')}.")
+    return lines
+
+
+def evidence(plans: list[Plan], runs: pd.DataFrame, loss: str) -> tuple[pd.DataFrame, list[str]]:
+    """Every planned comparison of a setting of the design ``loss`` (a registry name) with a baseline, one row
+    per study and baseline (the setting, the difference with its 95% CI, Holm-adjusted p of difference and
+    equivalence, verdict), and per study and setting its verdicts in a sentence."""
+    tables, lines = [], []
+    for plan in plans:
+        comparisons = compare(plan, runs)
+        mine = comparisons[comparisons["a"].map(lambda key: key.split("/")[-1].split("-")[0]) == loss]
+        labels = plan.labels()
+        for tag, rows in mine.groupby("a", sort=False):
+            setting = label_of(runs, tag.split("/")[-1])
+            # a study with nothing run yet is said in its line, without rows of dashes
+            for table in (verdict_tables(rows, labels).values() if rows["seeds"].max() else []):
+                tables.append(table.assign(study=plan.study, setting=setting)
+                              .set_index(["study", "setting"], append=True).reorder_levels([1, 2, 0]))
+            lines.append(f"{plan.title[0].upper() + plan.title[1:]}, {setting}: "
+                         + contender_words(rows, labels, POINTS * plan.margin))
+    return (pd.concat(tables) if tables else pd.DataFrame()), lines
+
+
+def against_one(runs: pd.DataFrame, study: str, task: str, others: list[str], reference: str,
+                name: str, metric: str = "best_test_acc", margin: float = 0.005,
+                alpha: float = 0.05) -> pd.DataFrame:
+    """Each of ``others`` against ``reference`` in one study and task, as one family tested like a plan's
+    (paired t and TOST, Holm within the family): for comparisons chosen after seeing the results."""
+    sel = with_trained(runs[(runs["study"] == study) & (runs["task"] == task)])
+    present = set(sel["loss_tag"])
+    pairs = [(o, reference) for o in others if o in present and reference in present]
+    if not pairs:
+        return pd.DataFrame()
+    return compare_families(sel, [Family(name, "versus", pairs)], metric, margin, alpha)
+
+
+def ece_of_parts(runs: pd.DataFrame, study: str, task: str, parts: list[str], margin: float = 0.005,
+                 alpha: float = 0.05) -> pd.DataFrame:
+    """Every pair of ``parts`` compared on final-epoch test ECE in one study, one family (paired t and TOST,
+    Holm within it); verdicts read 'higher ECE' / 'lower ECE' for the first of the pair."""
+    sel = with_trained(runs[(runs["study"] == study) & (runs["task"] == task)])
+    present = [t for t in parts if t in set(sel["loss_tag"])]
+    if len(present) < 2:
+        return pd.DataFrame()
+    table = compare_families(sel, [Family("final ECE", "versus", list(combinations(present, 2)))],
+                             "final_test_ece", margin, alpha)
+    return table.assign(verdict=table["verdict"].replace({"better": "higher ECE", "worse": "lower ECE"}))
+
+
+def top_bin_shares(runs: pd.DataFrame, tags: list[str]) -> pd.DataFrame:
+    """Per study, task (one model each: a linear and a cosine head are not pooled) and loss among ``tags``:
+    the share of final-epoch test predictions in the top confidence bin, pooled over trained seeds, and the
+    accuracy in that bin, in %."""
+    rows = []
+    trained = with_trained(runs)
+    # a cosine head's recorded softmax is of raw cosines, not of the logits its loss trained: no confidence
+    trained = trained[trained["trained"] & trained["loss_tag"].isin(tags) & ~trained["task"].str.contains("-cosine-")]
+    labels = labels_of(trained) if len(trained) else {}
+    for (study, task, tag), sel in trained.groupby(["study", "task", "loss_tag"]):
+        bins = pooled_reliability(sel["dir"].tolist())
+        if bins.empty:
+            continue
+        top = bins.iloc[-1]
+        rows.append({"study": study, "task": task, "loss": labels[tag], "seeds": len(sel),
+                     f"% of predictions with confidence ≥ {top['bin_lo']:.3f}":
+                         f"{POINTS * top['count'] / bins['count'].sum():.1f}",
+                     "accuracy in that bin %": f"{POINTS * top['accuracy']:.1f}"})
+    return pd.DataFrame(rows)
+
+
+def eps_sweep(runs: pd.DataFrame, loss: str, ls_tag: str) -> pd.DataFrame:
+    """The trained test-set runs of every ε of ``loss``, with cross-entropy (ε = 0) and label smoothing
+    (``ls_tag``) of the same studies and tasks for reference; columns eps and 'loss name' added."""
+    test = with_trained(runs[runs["eval_split"] == "test"])
+    test = test[test["trained"]]
+    studies = test.loc[test["loss"] == loss, ["study", "task"]].drop_duplicates()
+    sel = test.merge(studies, on=["study", "task"])
+    sel = sel[(sel["loss"] == loss) | sel["loss_tag"].isin(["ce", ls_tag])]
+    eps = [0.0 if t == "ce" else p.get("eps") for t, p in zip(sel["loss_tag"], sel["loss_params"])]
+    names = sel["loss_tag"].map(lambda t: "label smoothing ε=0.1" if t == ls_tag else
+                                ("cross-entropy" if t == "ce" else plain_name(loss)))
+    return sel.assign(eps=eps, **{"loss name": names})
+
+
+def sweep_lines(sweep: pd.DataFrame, loss: str) -> list[str]:
+    """Per study with at least two ε of ``loss``: the ε with the highest mean accuracy and whether the mean
+    final ECE rises monotonically with ε (a description of means, not a test)."""
+    lines = []
+    for study, sel in sweep.groupby("study"):
+        mine = sel[sel["loss"] == loss]
+        if mine["eps"].nunique() < 2:
+            continue
+        by_eps = mine.groupby("eps")[["best_test_acc", "final_test_ece"]].mean()
+        rises = bool(by_eps["final_test_ece"].is_monotonic_increasing)
+        lines.append(f"`{study}`: of the {len(by_eps)} values of ε run, {by_eps['best_test_acc'].idxmax():g} has "
+                     f"the highest mean accuracy; the mean final ECE {'rises' if rises else 'does not rise'} "
+                     "monotonically with ε (means only; not a test).")
+    return lines
+
+
+def capped_weight(p_t: float, p_cap: float, sharpness: float) -> float:
+    """Capped CE's weight relative to cross-entropy at target probability p_t, in closed form:
+    1 / (1 + (p_t / p_cap)^sharpness); 1/2 at the cap, σ(sharpness · log p_cap) at p_t = 1."""
+    return 1 / (1 + (p_t / p_cap) ** sharpness)
+
+
+def speed_table(speed_file: str | Path, losses: list[str], designs: list[str]) -> tuple[str, pd.DataFrame, list[str]] | None:
+    """From benchmarks/loss_speed.py's results: a line naming the machine, each loss's time ratio to
+    F.cross_entropy per logits shape with its aten op count, and the designs over the target ratio; None
+    without the file."""
+    path = Path(speed_file)
+    if not path.exists():
+        return None
+    speed = json.loads(path.read_text())
+    cost = pd.DataFrame([r for r in speed["results"] if r["loss"] in losses])
+    cost["shape"] = cost["shape"].map(lambda s: f"{s[0]}x{s[1]}")
+    shapes = list(dict.fromkeys(cost["shape"]))  # the benchmark's order: batch 128 first
+    table = cost.pivot(index="loss", columns="shape", values="ratio_to_ce").loc[losses, shapes].round(2)
+    table["aten ops"] = cost.groupby("loss")["aten_ops"].first()
+    machine = speed["machine"]
+    header = (f"Forward+backward time / `F.cross_entropy`'s, on {machine['device']} "
+              f"({machine.get('cpu_threads', '?')} threads, torch {machine['torch']}); target "
+              f"{speed['target_ratio']:g}x:")
+    over = [f"{plain_name(loss)} at {shape}" for loss, row in table.iterrows() for shape, v in row.items()
+            if shape != "aten ops" and loss in designs and v > speed["target_ratio"]]
+    table.index = [plain_name(loss) for loss in table.index]
+    return header, table, over

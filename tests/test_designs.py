@@ -1,0 +1,73 @@
+"""The design chapter's decisions: capped CE's closed-form weight against autograd, the cap-engagement table
+never pooling two models, ECE comparisons named by direction, and a design's evidence read from plans."""
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import write_synthetic_record
+from lossnb import designs
+from lossnb.gradients import loss_curves
+from lossnb.plan import load_plan
+from lossnb.results import load_runs
+
+SEEDS = range(5)
+
+
+@pytest.mark.parametrize("p_cap, sharpness", [(0.97, 10.0), (0.9, 30.0)])
+def test_capped_ce_weight_in_closed_form_is_the_autograd_gradient_ratio(p_cap, sharpness):
+    p = torch.tensor([0.3, 0.9, p_cap, 0.999], dtype=torch.float64)
+    autograd = loss_curves("capped_ce", 10, p, p_cap=p_cap, sharpness=sharpness)["weight"].to_numpy()
+    closed = [designs.capped_weight(float(x), p_cap, sharpness) for x in p]
+    np.testing.assert_allclose(closed, autograd, rtol=1e-9)
+    assert closed[2] == pytest.approx(0.5)
+
+
+def reliability(top_count, top_accuracy=0.99):
+    return {"bin_edges": [0.0, 0.5, 1.0], "count": [100 - top_count, top_count], "accuracy": [0.4, top_accuracy],
+            "mean_confidence": [0.3, 0.97]}
+
+
+def test_the_top_bin_share_keeps_each_head_apart_and_leaves_cosine_heads_out(tmp_path):
+    for seed in SEEDS:
+        write_synthetic_record(tmp_path, "ce", seed, 0.9, protocol="a", final_reliability=reliability(60))
+        write_synthetic_record(tmp_path, "ce", seed, 0.8, protocol="a", head="cosine",
+                               final_reliability=reliability(0))
+    runs, _ = load_runs(tmp_path)
+    shares = designs.top_bin_shares(runs, ["ce"])
+    assert list(shares["task"]) == ["convnet-fashionmnist"]  # the cosine head's softmax is of raw cosines
+    assert shares.iloc[0]["% of predictions with confidence ≥ 0.500"] == "60.0"
+
+
+def test_ece_comparisons_say_which_loss_is_worse_calibrated(tmp_path):
+    for seed in SEEDS:
+        jitter = 0.001 * (seed - 2)
+        write_synthetic_record(tmp_path, "ce", seed, 0.9, protocol="a", final_test_ece=0.01 + jitter)
+        write_synthetic_record(tmp_path, "label_smoothing", seed, 0.9, protocol="a", loss_params={"eps": 0.1},
+                               final_test_ece=0.08 - jitter)
+    runs, _ = load_runs(tmp_path)
+    table = designs.ece_of_parts(runs, "a-e2", "convnet-fashionmnist",
+                                 ["label_smoothing-conventionuniform-eps0.1", "ce"])
+    assert list(table["verdict"]) == ["higher ECE"]
+    assert table.iloc[0]["mean diff"] == pytest.approx(0.07)
+
+
+def test_a_designs_evidence_is_its_planned_comparisons_only(tmp_path):
+    grid = {"protocol": "e", "budget": {"epochs": 2}, "tasks": [{"arch": "convnet", "dataset": "fashionmnist"}],
+            "losses": ["ce", {"name": "complement_ls", "params": {"eps": 0.1}}, "mae"], "seeds": list(SEEDS)}
+    plan = {"grid": "grid.yaml", "task": "convnet-fashionmnist", "metric": "best_test_acc", "alpha": 0.05,
+            "margin": 0.005, "families": [{"name": "d", "contenders": [{"name": "complement_ls",
+                                                                          "params": {"eps": 0.1}}],
+                                           "baselines": ["ce", "mae"]}]}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    for seed in SEEDS:
+        write_synthetic_record(tmp_path / "runs", "ce", seed, 0.90 + 0.001 * seed, protocol="e")
+        write_synthetic_record(tmp_path / "runs", "mae", seed, 0.50 + 0.01 * seed, protocol="e")
+        write_synthetic_record(tmp_path / "runs", "complement_ls", seed, 0.93 + 0.0012 * seed, protocol="e",
+                               loss_params={"eps": 0.1})
+    runs, _ = load_runs(tmp_path / "runs")
+    table, lines = designs.evidence([load_plan(tmp_path / "plan.yaml")], runs, "complement_ls")
+    assert list(table["verdict"]) == ["better", "better"] and len(table) == 2
+    assert lines == ["E-e2, complement LS ε=0.1: better than cross-entropy, MAE — it beats every baseline."]
+    assert designs.evidence([load_plan(tmp_path / "plan.yaml")], runs, "capped_ce")[0].empty
