@@ -67,3 +67,16 @@ def test_losses_without_hyperparameters(name):
 def test_deep_ml_defaults_say_where_they_come_from(name):
     assert L.registry.resolve_hparams(name, {}) == FROM_THE_DEEP_ML_LIBRARY[name]
     assert "deep-ml" in L.describe(name)["summary"]
+
+
+def test_each_catalogue_entry_has_its_anchor_and_an_export_that_parses():
+    import ast
+
+    from lossnb import catalogue
+
+    for name in L.available():
+        text = catalogue.entry(name)
+        assert f'id="{catalogue.anchor(name)}"' in text and f"href=\"#{catalogue.anchor(name)}\"" in catalogue.index_html()
+        code = text.split("```python\n", 1)[1].split("\n```", 1)[0]
+        assert "def compute_loss(logits, targets, config)" in code
+        ast.parse(code)

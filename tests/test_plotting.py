@@ -8,24 +8,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lossnb.plotting import (FONT_SIZES, MAX_SERIES, book_style, learning_curves, loss_label,  # noqa: E402
-                             reliability_grid, series_groups, wrap_tag)
+from lossnb.plotting import (FONT_SIZES, MAX_SERIES, book_style, learning_curves, panel_groups,  # noqa: E402
+                             reliability_grid, wrap_tag)
 
 
-def test_series_groups_put_the_headline_first_at_most_eight_a_panel_and_mae_alone():
-    tags = [f"loss{i}" for i in range(19)] + ["mae", "ce"]
-    groups = series_groups(tags, headline=["ce", "loss3", "absent"])
-    assert groups[0] == ("baselines and our designs", ["ce", "loss3"])
-    assert groups[-1] == ("mae, on its own scale", ["mae"])
-    assert all(len(g) <= MAX_SERIES for _, g in groups)
-    flat = [t for _, g in groups for t in g]
-    assert sorted(flat) == sorted(tags) and len(flat) == len(set(flat))
+def test_panels_hold_at_most_eight_losses_the_first_ones_first():
+    groups = panel_groups(["ce", "loss3"], [f"loss{i}" for i in range(19)])
+    assert groups[0] == ("benchmark baselines and ours", ["ce", "loss3"])
+    assert [title for title, _ in groups[1:]] == [f"other losses ({i} of 3)" for i in (1, 2, 3)]
+    assert all(len(g) <= MAX_SERIES for _, g in groups) and sum(len(g) for _, g in groups) == 21
 
 
-def test_labels_and_wrapped_titles():
-    assert loss_label("label_smoothing", {"eps": 0.1, "convention": "uniform"}) == "label_smoothing eps 0.1"
-    assert loss_label("focal", {"gamma": 2.0}) == "focal gamma 2"
-    assert loss_label("ce", {}) == "ce"
+def test_wrapped_titles():
     wrapped = wrap_tag("flsd53-gamma_high3-gamma_low5-threshold0.2", width=24)
     assert all(len(line) <= 24 for line in wrapped.splitlines())
     assert wrapped.replace("\n", "") == "flsd53-gamma_high3-gamma_low5-threshold0.2"
@@ -41,7 +35,7 @@ def curves():
 
 def test_learning_curves_draw_each_group_in_a_row_with_integer_epochs(curves):
     book_style()
-    groups = series_groups(sorted(curves["loss_tag"].unique()), headline=["ce", "focal-gamma2"])
+    groups = [("baselines", ["ce", "focal-gamma2"]), ("MAE", ["mae"])]
     fig = learning_curves(curves, groups, "a study", {"focal-gamma2": "focal gamma 2"})
     axes = fig.axes
     assert len(axes) == 3 * len(groups)

@@ -147,3 +147,30 @@ def test_grid_status_counts_whole_records_only(tmp_path):
     (broken / "summary.json").write_text("{")
     row = grid_status(grids, runs).loc["g.yaml"]
     assert (row["runs"], row["complete"], row["broken"], row["not started"], row["state"]) == (3, 1, 1, 1, "partial")
+
+
+def test_the_slice_optimum_of_label_smoothing_is_its_closed_form_and_ce_has_none():
+    import math
+
+    import torch
+
+    from lossnb.gradients import closed_form_errors, label_smoothing_optimum, optima, weights_of
+
+    p = torch.linspace(0.005, 0.995, 399, dtype=torch.float64)
+    entries = ["ce", ("label_smoothing", {"eps": 0.2}), ("capped_ce", {"p_cap": 0.97, "sharpness": 10})]
+    table = optima(pd.concat([weights_of(entries, c, p) for c in (10, 100)]))
+    for c in (10, 100):
+        p_star = 1 - 0.2 + 0.2 / c  # Szegedy et al.'s target, 1 - eps + eps / C
+        assert label_smoothing_optimum(0.2, c) == (pytest.approx(p_star), pytest.approx(math.log(p_star * c / 0.2)))
+        assert table.loc["label smoothing ε=0.2", ("optimum p_t", c)] == pytest.approx(p_star, abs=1e-3)
+        assert np.isnan(table.loc["cross-entropy", ("optimum p_t", c)])
+    errors = closed_form_errors(entries, [10], p)
+    assert len(errors) == 3 and (errors[["max |error| target", "max |error| non-target"]] < 1e-8).all().all()
+
+
+def test_a_summary_table_shows_scalars_in_percent_and_leaves_the_bins_out():
+    from lossnb.results import summary_table
+
+    table = summary_table({"status": "complete", "best_test_acc": 0.8534, "final_test_loss": 0.41,
+                           "final_reliability": {"count": [1, 2]}})
+    assert table["summary"].to_dict() == {"status": "complete", "best_test_acc %": "85.34", "final_test_loss": 0.41}

@@ -107,6 +107,27 @@ def against_one(runs: pd.DataFrame, study: str, task: str, others: list[str], re
     return compare_families(sel, [Family(name, "versus", pairs)], metric, margin, alpha)
 
 
+def ablations(runs: pd.DataFrame, study: str, task: str, chosen: str, loss: str) -> pd.DataFrame:
+    """Every other setting of ``loss`` the study ran, and cross-entropy, against the chosen setting: one family,
+    for display (lossnb.study.verdict_tables); empty without such runs."""
+    ran = runs.loc[(runs["study"] == study) & (runs["task"] == task), "loss_tag"].unique()
+    variants = sorted(t for t in ran if t.split("-")[0] == loss and t != chosen) + ["ce"]
+    table = against_one(runs, study, task, variants, chosen, "ablations")
+    return verdict_tables(table, labels_of(runs[runs["study"] == study]))["ablations"] if len(table) else table
+
+
+def ece_tables(runs: pd.DataFrame, parts: list[str], designs: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """('study (task)', ece_of_parts for display) for every test study and task that ran one of ``designs``."""
+    tables = []
+    test = runs[runs["loss_tag"].isin(designs) & (runs["eval_split"] == "test")]
+    for (study, task), _ in test.groupby(["study", "task"]):
+        ece = ece_of_parts(runs, study, task, parts)
+        if len(ece):
+            tables.append((f"**{study}** ({task})",
+                           verdict_tables(ece, labels_of(runs[runs["study"] == study]))["final ECE"]))
+    return tables
+
+
 def ece_of_parts(runs: pd.DataFrame, study: str, task: str, parts: list[str], margin: float = 0.005,
                  alpha: float = 0.05) -> pd.DataFrame:
     """Every pair of ``parts`` compared on final-epoch test ECE in one study, one family (paired t and TOST,
@@ -141,9 +162,10 @@ def top_bin_shares(runs: pd.DataFrame, tags: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def eps_sweep(runs: pd.DataFrame, loss: str, ls_tag: str) -> pd.DataFrame:
+def eps_sweep(runs: pd.DataFrame, loss: str, ls_tag: str, chosen: str) -> pd.DataFrame:
     """The trained test-set runs of every ε of ``loss``, with cross-entropy (ε = 0) and label smoothing
-    (``ls_tag``) of the same studies and tasks for reference; columns eps and 'loss name' added."""
+    (``ls_tag``) of the same studies and tasks for reference; columns eps, 'loss name' and 'tag' (the colour's:
+    ``loss``'s line takes that of its ``chosen`` setting) added."""
     test = with_trained(runs[runs["eval_split"] == "test"])
     test = test[test["trained"]]
     studies = test.loc[test["loss"] == loss, ["study", "task"]].drop_duplicates()
@@ -152,7 +174,8 @@ def eps_sweep(runs: pd.DataFrame, loss: str, ls_tag: str) -> pd.DataFrame:
     eps = [0.0 if t == "ce" else p.get("eps") for t, p in zip(sel["loss_tag"], sel["loss_params"])]
     names = sel["loss_tag"].map(lambda t: "label smoothing ε=0.1" if t == ls_tag else
                                 ("cross-entropy" if t == "ce" else plain_name(loss)))
-    return sel.assign(eps=eps, **{"loss name": names})
+    tags = sel["loss_tag"].where(sel["loss"] != loss, chosen)
+    return sel.assign(eps=eps, tag=tags, **{"loss name": names})
 
 
 def sweep_lines(sweep: pd.DataFrame, loss: str) -> list[str]:

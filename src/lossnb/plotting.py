@@ -31,12 +31,6 @@ def book_style() -> None:
 MAX_SERIES = 8  # lines one panel can hold in colours a reader tells apart
 
 
-def distinct_colours() -> list:
-    """tab10 without its grey (which reads as 'background'): nine colours, enough for MAX_SERIES."""
-    colours = sns.color_palette("tab10", 10)
-    return colours[:7] + colours[8:]
-
-
 _TAB10 = dict(zip(("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan"),
                   sns.color_palette("tab10", 10).as_hex()))
 # One colour per loss on every page of the book: the losses every study shows are fixed here; any other loss
@@ -51,6 +45,7 @@ OTHER_COLOURS = sns.color_palette("Dark2", 8).as_hex() + sns.color_palette("tab2
 
 def loss_colour(tag: str) -> str:
     """The colour of a loss (its tag, as in the records) in every figure of the book."""
+    tag = tag.split("/")[-1]  # a plan of several tasks keys a loss "<task>/<tag>": the loss keeps its colour
     if tag in LOSS_COLOURS:
         return LOSS_COLOURS[tag]
     return OTHER_COLOURS[zlib.crc32(tag.encode()) % len(OTHER_COLOURS)]  # crc32: stable across processes
@@ -60,19 +55,6 @@ def loss_palette(tags, labels: dict[str, str] | None = None) -> dict[str, str]:
     """{label (or tag): colour} for seaborn's ``palette``, the labels being what the figure's hue holds."""
     labels = labels or {}
     return {labels.get(t, t): loss_colour(t) for t in tags}
-
-
-def series_groups(tags: list[str], headline: list[str],
-                  alone: tuple[str, ...] = ("mae",)) -> list[tuple[str, list[str]]]:
-    """(title, losses) panels of at most MAX_SERIES losses: the headline ones first, in their order, then the
-    others; a loss in ``alone`` (one whose scale would flatten every other curve) gets a panel of its own."""
-    solo = [t for t in tags if t.split("-")[0] in alone]
-    rest = [t for t in tags if t not in solo]
-    first = [t for t in headline if t in rest][:MAX_SERIES]
-    others = [t for t in rest if t not in first]
-    groups = [("baselines and our designs", first)] if first else []
-    groups += [("other losses", others[i:i + MAX_SERIES]) for i in range(0, len(others), MAX_SERIES)]
-    return groups + [(f"{t}, on its own scale", [t]) for t in solo]
 
 
 def learning_curves(curves, groups: list[tuple[str, list[str]]], title: str, labels: dict[str, str] | None = None):
@@ -101,13 +83,6 @@ def learning_curves(curves, groups: list[tuple[str, list[str]]], title: str, lab
     fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-def loss_label(loss: str, params: dict) -> str:
-    """A loss and its settings in words for legends: 'focal gamma 0.5', 'label_smoothing eps 0.1'."""
-    shown = {k: v for k, v in params.items() if not (k == "convention" and v == "uniform")}
-    text = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
-    return f"{loss} {text}" if text else loss
 
 
 def reliability_grid(bins_by_loss: dict, title: str, columns: int = 4, colours: dict[str, str] | None = None):
@@ -261,9 +236,11 @@ def weight_curves(weights, reference: float, ylim: tuple[float, float]):
     return fig
 
 
-def eps_sweep(sweep, colours: dict[str, str] | None = None):
-    """Best test accuracy and final ECE (%) against ε, mean with ±1 std bars over seeds, one row per study and
-    task (so the figure keeps its width, and its text its size, as studies gain records)."""
+def eps_sweep(sweep):
+    """Best test accuracy and final ECE (%) against ε (lossnb.designs.eps_sweep: 'loss name' and 'tag' for its
+    colour), mean with ±1 std bars over seeds, one row per study and task (so the figure keeps its width, and
+    its text its size, as studies gain records)."""
+    colours = {name: loss_colour(tag) for name, tag in zip(sweep["loss name"], sweep["tag"])}
     keys = list(sweep[["study", "task"]].drop_duplicates().itertuples(index=False, name=None))
     fig, axes = plt.subplots(len(keys), 2, figsize=(10, 3.3 * len(keys) + 0.6), squeeze=False, sharex=True)
     for row, (study, task) in zip(axes, keys):
@@ -278,4 +255,83 @@ def eps_sweep(sweep, colours: dict[str, str] | None = None):
     axes[0, 1].get_legend().remove()
     fig.tight_layout(rect=(0, 0.5 / (3.3 * len(keys) + 0.6), 1, 1))
     fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)
+    return fig
+
+
+DASHES = ["-", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2))]
+
+
+def panel_groups(first: list[str], rest: list[str], first_title: str = "benchmark baselines and ours",
+                 rest_title: str = "other losses") -> list[tuple[str, list[str]]]:
+    """(title, names) panels of at most MAX_SERIES names: ``first`` in its panels, then ``rest``, numbered
+    when a title needs several."""
+    groups = []
+    for names, title in ((first, first_title), (rest, rest_title)):
+        chunks = [names[i:i + MAX_SERIES] for i in range(0, len(names), MAX_SERIES)]
+        groups += [(title + (f" ({i + 1} of {len(chunks)})" if len(chunks) > 1 else ""), chunk)
+                   for i, chunk in enumerate(chunks)]
+    return groups
+
+
+def slice_panels(curves, groups: list[tuple[str, list[str]]], y: str, ylabel: str, yscale: str = "linear",
+                 ylim: tuple[float, float] | None = None, reference: float | None = None) -> list:
+    """One figure per (title, losses) group of gradient-slice curves (lossnb.gradients.weights_of frames:
+    'loss' in words, 'tag' for the colour), a panel per class count, the reference line beneath the curves."""
+    figures = []
+    counts = sorted(curves["C"].unique())
+    for title, group in groups:
+        fig, axes = plt.subplots(1, len(counts), figsize=(10, 4.2), squeeze=False)
+        for ax, c in zip(axes[0], counts):
+            if reference is not None:
+                ax.axhline(reference, color="gray", lw=1, ls=":", zorder=0)
+            for i, label in enumerate(group):  # a dash per loss: curves that coincide (CE, complement LS) both show
+                sel = curves[(curves["loss"] == label) & (curves["C"] == c)]
+                ax.plot(sel["p_t"], sel[y], color=loss_colour(sel["tag"].iloc[0]), lw=2, label=label,
+                        ls=DASHES[i % len(DASHES)])
+            ax.set(xlabel="target probability $p_t$", ylabel=ylabel, yscale=yscale, title=f"{title}, C = {c}")
+            if ylim:
+                ax.set_ylim(*ylim)
+        handles, names = axes[0, 0].get_legend_handles_labels()
+        rows = -(-len(names) // 3)
+        fig.tight_layout(rect=(0, 0.3 * rows / 4.2, 1, 1))
+        fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)
+        figures.append(fig)
+    return figures
+
+
+def angular_pulls(curves, dashed: tuple[str, ...] = ("CE", "NormFace")):
+    """On the cosine slice (lossnb.gradients.angular_curves frames with 'curve' and 'tag'): the target's
+    probability, the pull on the target and the push on a non-target against the target angle; the controls
+    (curves whose name starts with ``dashed``) dashed."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.6))
+    pulls = curves.assign(pull=-curves["grad_target"])
+    for ax, (column, ylabel, title) in zip(axes, [
+            ("p_t", "target probability $p_t$", "probability of the target"),
+            ("pull", r"$-\partial\ell/\partial\cos\theta_t$", "pull on the target (symlog)"),
+            ("grad_other", r"$\partial\ell/\partial\cos\theta_k$ (one non-target)", "push on a non-target (symlog)")]):
+        for label, sel in pulls.groupby("curve", sort=False):
+            ax.plot(sel["theta_deg"], sel[column], "--" if label.startswith(dashed) else "-", lw=2,
+                    color=loss_colour(sel["tag"].iloc[0]), label=label)
+        ax.set(xlabel=r"target angle $\theta_t$ (degrees)", ylabel=ylabel, xticks=range(0, 181, 45), title=title)
+    axes[1].set_yscale("symlog", linthresh=1)
+    axes[2].set_yscale("symlog", linthresh=0.1)
+    for ax in axes[1:]:
+        ax.set_ylim(bottom=0)  # both are pulls (>= 0) on this slice
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False)
+    return fig
+
+
+def run_curves(metrics):
+    """One run's metrics.csv: train (dashed) and test accuracy (%) and loss per epoch, side by side."""
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for split, style in (("train", "--"), ("test", "-")):
+        acc.plot(metrics["epoch"] + 1, 100 * metrics[f"{split}_acc"], style, marker="o", label=split)
+        loss.plot(metrics["epoch"] + 1, metrics[f"{split}_loss"], style, marker="o", label=split)
+    acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    loss.set(xlabel="epoch", ylabel="loss (test: cross-entropy)", title="loss")
+    for ax in (acc, loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    acc.legend()
+    fig.tight_layout()
     return fig

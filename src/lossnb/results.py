@@ -153,6 +153,18 @@ def pooled_reliability(run_dirs_: list[str]) -> pd.DataFrame:
                          "confidence": conf / safe, "accuracy": acc / safe})
 
 
+def summary_table(summary: dict) -> pd.DataFrame:
+    """A run's summary.json as a one-column table of its scalar fields (the reliability bins, a table of their
+    own, left out); accuracies, ECE and macro-F1 in %."""
+    rows = {}
+    for key, value in summary.items():
+        if isinstance(value, (dict, list)):
+            continue
+        percent = isinstance(value, float) and key.endswith(("_acc", "_ece", "_macro_f1"))
+        rows[f"{key} %" if percent else key] = f"{100 * value:.2f}" if percent else value
+    return pd.Series(rows, dtype=object).to_frame("summary")
+
+
 def reliability_by_loss(runs: pd.DataFrame, labels: dict[str, str]) -> dict[str, pd.DataFrame]:
     """{loss in words: its final-epoch reliability bins pooled over ``runs``}, in the order the runs come."""
     return {labels.get(tag, tag): pooled_reliability(d["dir"].tolist()) for tag, d in runs.groupby("loss_tag",

@@ -59,6 +59,27 @@ def trained_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
     return sel.sort_values("loss_tag", key=lambda tags: tags.map(plan.tags().index), kind="stable")
 
 
+def summary(plan: Plan, runs: pd.DataFrame) -> str:
+    """The plan's runs so far, each verdict in words (a bulleted list) and what its seeds detect, in Markdown."""
+    from .plan import compare
+
+    lines = verdict_sentences(plan, compare(plan, runs), plan.labels())
+    return "\n\n".join([progress(plan, runs), "\n".join(f"- {line}" for line in lines), power_sentence(plan, runs)])
+
+
+def unplanned_tables(runs: pd.DataFrame, split: str = "test") -> list[tuple[str, pd.DataFrame]]:
+    """('study (task)', its runs_table) for each study and task of ``runs``, highest mean best accuracy first;
+    for studies no plan tests (validation studies, tasks apart)."""
+    from .names import labels_of
+    from .results import with_trained
+
+    tables = []
+    for (name, task), sel in runs.groupby(["study", "task"]):
+        sel = with_trained(sel)
+        tables.append((f"**{name}** ({task})", runs_table(sel, by_accuracy(sel), labels_of(sel), split=split)))
+    return tables
+
+
 def curves_of(plan: Plan, curves: pd.DataFrame) -> pd.DataFrame:
     """The per-epoch rows of the plan's study and task."""
     return plan.select(curves)
@@ -80,6 +101,10 @@ def progress(plan: Plan, runs: pd.DataFrame) -> str:
     text = (f"**{complete} of the plan's {plan.planned} runs are complete** ({int(mine['trained'].sum())} trained, "
             f"{int((mine['status'] == 'diverged').sum())} diverged, "
             f"{int(((mine['status'] == 'complete') & ~mine['trained']).sum())} did not train).")
+    if complete < plan.planned:
+        text += (" Every comparison below is read on the seeds both of its losses trained so far; one with fewer "
+                 "than 3 such seeds is not tested. The verdicts will change as runs arrive, each only as strong as "
+                 "its seed count.")
     if not plan.before_the_runs:
         text += (f" Its plan (`{plan.path.name}`) was written after these runs: the comparisons it tests were "
                  "chosen after seeing their results, which no correction here accounts for.")
