@@ -1,7 +1,11 @@
 """Fixtures shared by the test modules."""
 import pytest
 
+from lossnb.data.readers import DEBIAN_FASHION_MNIST
 from lossnb.trainer import RunConfig, loop, records, train
+
+HAVE_FMNIST = DEBIAN_FASHION_MNIST.is_dir()
+needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="Debian package dataset-fashion-mnist not installed")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,19 +1,23 @@
 """The book end to end: every study notebook executes under papermill with small parameters, the book builds
 with -W, and headless Chromium opens every page at 1280 px: all load, every image loads, no internal link is
 broken, no request leaves the machine, math is rendered, no code block is empty, nothing sticks out of the
-page unless it scrolls, and no text in a figure is drawn smaller than half the body text. A screenshot of the
+page unless it scrolls, no text in a figure is drawn smaller than the body text, no parameter cell shows its
+code, no section is empty; and across the book's figures no loss is drawn in two colours. A screenshot of the
 gradient chapter is kept as an artifact."""
 import functools
 import http.server
 import os
 import shutil
 import threading
+import xml.etree.ElementTree as ET
+from collections import defaultdict
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
 import pytest
 
 from lossnb.book import STUDIES, build_book
+from conftest import HAVE_FMNIST
 
 ROOT = Path(__file__).parents[1]
 CHROMIUM = shutil.which("chromium")
@@ -33,6 +37,18 @@ OVERFLOWING = r"""() => {
     .filter(el => el.getBoundingClientRect().right > right && !scrolls(el))
     .map(el => el.tagName + ": " + (el.textContent || el.getAttribute("src") || "").trim().slice(0, 60));
 }"""
+# parameter cells whose code a reader sees (papermill's parameters are build plumbing: removed or folded away)
+VISIBLE_PARAMETERS = r"""() => [...document.querySelectorAll(".tag_parameters .cell_input, .tag_injected-parameters .cell_input")]
+  .filter(el => el.offsetParent !== null && !el.closest("details:not([open])"))
+  .map(el => el.textContent.trim().slice(0, 60))"""
+# sections with nothing but their heading (a folded code toggle or an empty output is not content)
+EMPTY_SECTIONS = r"""() => [...document.querySelectorAll("main section")].filter(section => {
+  const content = [...section.children].filter(el => !/^H[1-6]$/.test(el.tagName));
+  if (content.some(el => el.tagName === "SECTION")) return false;
+  const text = content.map(el => el.innerText || "").join(" ")
+    .replace(/(Show|Hide) code cell (source|outputs?)/g, "").trim();
+  return !text && !content.some(el => el.querySelector("img, svg, table, mjx-container"));
+}).map(section => (section.querySelector("h1, h2, h3, h4") || {}).textContent)"""
 # per SVG figure: the smallest plain (non-math) text as drawn on the page, in CSS px, and the body's font size
 FIGURE_TEXT = r"""async () => {
   const body = parseFloat(getComputedStyle(document.querySelector("main p") || document.body).fontSize);
@@ -55,7 +71,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 BOOK_FILES = ["_config.yml", "_toc.yml", "book", "notebooks", "grids", "runs", "package.json", "package-lock.json"]
 
-pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+pytestmark = pytest.mark.skipif(not HAVE_FMNIST,
                                 reason="Debian package dataset-fashion-mnist not installed (the example run needs it)")
 
 
@@ -97,6 +113,7 @@ def test_every_page_loads_offline_in_chromium_with_its_images_links_and_math(htm
                    if not p.relative_to(html).parts[0].startswith("_"))
     assert len(pages) >= 8
     outside, failed, broken_links, empty_code, overflowing, small_text = [], [], [], [], [], []
+    parameters, empty_sections = [], []
     figures = 0
     host = urlparse(server).netloc
 
@@ -122,9 +139,11 @@ def test_every_page_loads_offline_in_chromium_with_its_images_links_and_math(htm
             assert not bad_images, (rel, bad_images)
             empty_code += [rel] * page.eval_on_selector_all("pre", "ps => ps.filter(p => !p.textContent.trim()).length")
             overflowing += [f"{rel}: {e}" for e in page.evaluate(OVERFLOWING)]
+            parameters += [f"{rel}: {e}" for e in page.evaluate(VISIBLE_PARAMETERS)]
+            empty_sections += [f"{rel}: {e}" for e in page.evaluate(EMPTY_SECTIONS)]
             for fig in page.evaluate(FIGURE_TEXT):
                 figures += 1
-                if fig["smallest"] < fig["body"] / 2:
+                if fig["smallest"] < fig["body"] - 0.25:  # a quarter pixel for rounding
                     small_text.append(f"{rel}: {fig['src'].rsplit('/', 1)[-1]} {fig['smallest']:.1f}px")
             broken_links += [f"{rel} -> #{a}" for a in page.eval_on_selector_all(
                 "a[href^='#']", "as => as.map(a => a.getAttribute('href').slice(1))"
@@ -144,5 +163,41 @@ def test_every_page_loads_offline_in_chromium_with_its_images_links_and_math(htm
     assert not empty_code, f"empty code blocks on {sorted(set(empty_code))}"
     assert not overflowing, overflowing[:5]
     assert figures >= 10, "the studies' figures are SVG with their text kept as text"
-    assert not small_text, f"figure text under half the body size: {small_text[:5]}"
+    assert not small_text, f"figure text under the body size: {small_text[:5]}"
+    assert not parameters, f"parameter cells shown: {parameters[:5]}"
+    assert not empty_sections, f"sections with nothing in them: {empty_sections[:5]}"
     assert (ARTIFACTS / "gradient_analysis.png").stat().st_size > 10_000
+
+
+def legend_colours(svg: Path) -> list[tuple[str, str]]:
+    """(label, colour) of each legend entry of a matplotlib SVG: a legend group holds, in order, each entry's
+    handle (a line or patch, its stroke or fill the colour) and then its text."""
+    entries = []
+    for legend in ET.parse(svg).getroot().iter():
+        if not legend.get("id", "").startswith("legend_"):
+            continue
+        colour = None
+        for group in legend:
+            kind = group.get("id", "")
+            if kind.startswith(("line2d_", "patch_", "PathCollection_")):
+                style = " ".join(p.get("style", "") for p in group.iter() if p.get("style"))
+                found = [part.split(":")[1].strip() for part in style.split(";")
+                         if part.strip().startswith(("stroke:", "fill:")) and "none" not in part]
+                colour = found[0] if found else colour
+            elif kind.startswith("text_"):
+                text = "".join(t.text or "" for t in group.iter() if t.tag.endswith("text")).strip()
+                if text and colour:
+                    entries.append((text, colour))
+    return entries
+
+
+@pytest.mark.slow
+def test_no_loss_is_drawn_in_two_colours_across_the_book(html):
+    colours = defaultdict(set)
+    for svg in html.rglob("*.svg"):
+        if "mathjax" in svg.parts:
+            continue
+        for label, colour in legend_colours(svg):
+            colours[label].add(colour)
+    assert len(colours) >= 10, "the figures' legends were found"
+    assert {k: v for k, v in colours.items() if len(v) > 1} == {}

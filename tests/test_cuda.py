@@ -13,10 +13,11 @@ from lossnb.data import load_dataset
 from lossnb.models import get_model
 from lossnb.trainer import RunConfig, train, train_pack
 from lossnb.trainer.loop import PackRun
+from conftest import HAVE_FMNIST
 
 pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-    pytest.mark.skipif(not (Path("/usr/share/datasets/fashion-mnist").is_dir()
+    pytest.mark.skipif(not (HAVE_FMNIST
                             or Path(__file__).parents[1].joinpath("data", "fashion-mnist").is_dir()),
                        reason="FashionMNIST not found (Debian package or data/fashion-mnist/)"),
 ]

@@ -6,7 +6,6 @@ import pickle
 import re
 import struct
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,9 @@ import torch
 from lossnb.data import (ChecksumMismatch, DatasetNotFound, EpochPlan, crop_flip, load_dataset, pad_images,
                          read_cifar, read_idx)
 from lossnb.data import readers
+from lossnb.data.readers import DEBIAN_FASHION_MNIST
 
-FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FMNIST_DIR = DEBIAN_FASHION_MNIST
 
 
 # ---------------------------------------------------------------- CIFAR pickle fixtures

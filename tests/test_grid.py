@@ -14,9 +14,8 @@ import yaml
 from lossnb.cli import main as cli_main
 from lossnb.grid import GridError, log_path, make_packs, parse_grid, plan_runs, run_local
 from lossnb.trainer import RunConfig, RunFiles, records
+from conftest import HAVE_FMNIST, needs_fmnist
 
-HAVE_FMNIST = Path("/usr/share/datasets/fashion-mnist").is_dir()
-needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="Debian package dataset-fashion-mnist not installed")
 
 TINY = {"protocol": "tiny", "budget": {"epochs": 1, "train_subset": 256, "val_size": 256},
         "tasks": [{"arch": "convnet", "dataset": "fashionmnist"}],
@@ -167,6 +166,29 @@ def test_a_killed_grid_leaves_no_trainer_and_resumes_its_pack_from_the_checkpoin
     assert "resuming 2 run(s)" in log_path(runs, cfgs).read_text()
 
 
+@pytest.mark.slow
+@needs_fmnist
+def test_a_terminated_grid_stops_its_packs_reports_and_leaves_no_temporary_file(tmp_path):
+    grid = tiny(budget={"epochs": 3, "train_subset": 2048}, seeds=[0])
+    path, runs, temp = write_grid(tmp_path, grid), tmp_path / "runs", tmp_path / "tmp"
+    temp.mkdir()
+    files = [RunFiles.of(c, runs) for c in parse_grid(grid).runs]
+    cmd = [sys.executable, "-m", "lossnb.cli", "grid", str(path), "--runs-dir", str(runs), "--no-progress",
+           "--pack", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(temp)})
+    deadline = time.time() + 120
+    while not all(f.checkpoint_epochs() for f in files) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # as a session's end or a scheduler stops it: the grid alone
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "done: 0  failed: 0" in out and "interrupted; checkpoints are kept" in err
+    assert "Traceback" not in err
+    assert not any(temp.iterdir()), "the pack's config file was left behind"
+    assert not _lock_held(files[0]), "a trainer outlived its grid"
+
+
 def _lock_held(files) -> bool:
     from lossnb.trainer.workspace import run_locks
 
@@ -270,3 +292,8 @@ def test_a_gpu_window_returns_finished_records_and_carries_an_unfinished_pack_ov
     subprocess.run(f"cat {' '.join(map(str, parts))} | tar xz -C {restored}", shell=True, check=True)
     kept = list(restored.rglob("epoch*.pt"))
     assert kept and all("long-e1000-n512-val256/convnet-fashionmnist/poly1-epsilon1/seed0" in str(p) for p in kept)
+
+
+def test_a_grid_naming_a_device_lossnb_does_not_train_on_is_refused_before_any_run():
+    with pytest.raises(GridError, match="device='xpu'; choose one of: auto, cpu, cuda, cuda:N"):
+        parse_grid(tiny(budget={"epochs": 1, "device": "xpu"}))

@@ -15,8 +15,8 @@ from lossnb.grid import parse_grid
 from lossnb.results import load_runs
 from lossnb.trainer import RunConfig
 
-HAVE_FMNIST = Path("/usr/share/datasets/fashion-mnist").is_dir()
-needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="Debian package dataset-fashion-mnist not installed")
+from conftest import needs_fmnist
+
 
 # as the benchmark's users write one: torch only, a module-level compute_loss
 CUSTOM = '''"""Cross-entropy written out by hand."""

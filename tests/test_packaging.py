@@ -48,3 +48,11 @@ def test_the_module_level_imports_need_no_extra():
     for module in imported_top_modules() - optional:
         dists = {d.lower().replace("_", "-") for d in owners.get(module, [module])}
         assert dists & declared, module
+
+
+def test_the_loss_registry_imports_no_module_that_imports_it():
+    """Loss files and the export build on the registry and plug into it; the registry imports neither."""
+    source = (ROOT / "src" / "lossnb" / "losses" / "registry.py").read_text()
+    relative = {node.module for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.ImportFrom) and node.level > 0}
+    assert relative <= {"contract"}, relative

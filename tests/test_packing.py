@@ -11,7 +11,6 @@ The learning rate is 0.01: at 0.1 these tiny batches make the first steps chaoti
 step), which no tolerance survives.
 """
 import csv
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,8 +23,9 @@ from lossnb.losses.registry import LossSpec
 from lossnb.models import get_model
 from lossnb.trainer import RunConfig, RunFiles, records, train_pack
 from lossnb.trainer.pack import Pack
+from conftest import HAVE_FMNIST
 
-pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+pytestmark = pytest.mark.skipif(not HAVE_FMNIST,
                                 reason="Debian package dataset-fashion-mnist not installed")
 
 SMALL = dict(arch="resnet20", dataset="fashionmnist", epochs=3, batch_size=32, train_subset=320, val_size=256,

@@ -9,7 +9,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lossnb.plotting import (FONT_SIZES, MAX_SERIES, book_style, learning_curves, panel_groups,  # noqa: E402
-                             reliability_grid, wrap_tag)
+                             reliability_grid, wrap_name)
 
 
 def test_panels_hold_at_most_eight_losses_the_first_ones_first():
@@ -20,14 +20,14 @@ def test_panels_hold_at_most_eight_losses_the_first_ones_first():
 
 
 def test_wrapped_titles():
-    wrapped = wrap_tag("flsd53-gamma_high3-gamma_low5-threshold0.2", width=24)
-    assert all(len(line) <= 24 for line in wrapped.splitlines())
-    assert wrapped.replace("\n", "") == "flsd53-gamma_high3-gamma_low5-threshold0.2"
+    wrapped = wrap_name("capped CE p_cap=0.97, sharpness=10", width=20)
+    assert wrapped == "capped CE\np_cap=0.97,\nsharpness=10"
 
 
 @pytest.fixture
 def curves():
     rows = [{"loss_tag": tag, "seed": seed, "epoch": e, "test_acc": 0.5 + 0.01 * e + 0.001 * seed,
+             "train_acc": 0.5 + 0.02 * e,
              "test_loss": 10.0 ** (3 - e) if tag == "mae" else 1.0 / (e + 1)}
             for tag in ["ce", "focal-gamma2", "mae"] for seed in range(3) for e in range(4)]
     return pd.DataFrame(rows)
@@ -83,3 +83,60 @@ def test_a_reliability_diagram_draws_each_bins_share_of_the_images():
     steps = [p for p in fig.axes[0].patches if type(p).__name__ == "StepPatch"]
     assert len(steps) == 1 and list(steps[0].get_data().values) == [0.25, 0.75]
     plt.close(fig)
+
+
+def _comparisons():
+    long = "the cosine head against cross-entropy on the linear head, a family with a long name"
+    return pd.DataFrame({"family": [long, long, "short"], "a": ["arc", "sphere", "ce"], "b": ["ce", "ce", "mae"],
+                         "seeds": [5, 1, 0], "mean diff": [-0.05, 0.01, float("nan")],
+                         "ci low": [-0.08, float("nan"), float("nan")], "ci high": [-0.02, float("nan"), float("nan")],
+                         "verdict": ["worse", "not tested", "not tested"]})
+
+
+def _figures(curves):
+    import torch
+
+    from lossnb.gradients import angular_curves, weights_of
+    from lossnb.plotting import (angular_pulls, eps_sweep, forest, run_curves, seed_dots, slice_panels,
+                                 train_test_curves, weight_curves)
+
+    labels = {"arc": "ArcFace (s 64, m 0.5)", "sphere": "SphereFace (s 64, m 1.35)", "ce": "CE, linear head"}
+    p = torch.linspace(0.01, 0.99, 9, dtype=torch.float64)
+    entries = ["ce", ("label_smoothing", {"eps": 0.1}), ("capped_ce", {"p_cap": 0.97, "sharpness": 10}),
+               ("selfshaped_ls", {"eps": 0.2}), ("complement_ls", {"eps": 0.1})]
+    weights = pd.concat([weights_of(entries, c, p) for c in (10, 100)])
+    runs = pd.DataFrame({"loss_tag": ["ce", "ce", "mae"], "status": "complete", "trained": [True, True, False],
+                         "best_test_acc": [0.9, 0.91, 0.1]})
+    bins = pd.DataFrame({"bin_lo": [0.0, 0.5], "bin_hi": [0.5, 1.0], "count": [10, 30], "confidence": [0.3, 0.8],
+                         "accuracy": [0.2, 0.9]})
+    sweep = pd.DataFrame({"study": "a-study-with-a-long-name-e20", "task": "convnet-fashionmnist", "eps": [0, 0.1, 0.2],
+                          "loss name": ["cross-entropy", "label smoothing ε=0.1", "self-shaped LS"],
+                          "tag": ["ce", "label_smoothing-conventionuniform-eps0.1", "selfshaped_ls-eps0.2"],
+                          "best_test_acc": [0.9, 0.91, 0.92], "final_test_ece": [0.01, 0.05, 0.1]})
+    theta = torch.linspace(0.1, 3.0, 9, dtype=torch.float64)
+    cosine = angular_curves("arcface", 10, theta).assign(curve="ArcFace (s 64, m 0.5)", tag="arcface")
+    metrics = pd.DataFrame({"epoch": [0, 1], "train_acc": [0.5, 0.6], "test_acc": [0.5, 0.7], "train_loss": [1, 0.8],
+                            "test_loss": [1, 0.7]})
+    return {"forest": forest(_comparisons(), labels, 0.005), "seed dots": seed_dots(runs, ["ce", "mae"], {}),
+            "reliability": reliability_grid({"capped CE p_cap=0.97, sharpness=10": bins, "ce": bins}, "bins"),
+            "learning curves": learning_curves(curves, [("baselines", ["ce", "focal-gamma2"]), ("MAE", ["mae"])], ""),
+            "train and test": train_test_curves(curves, ["ce", "focal-gamma2", "mae"], {}),
+            "weights": weight_curves(weights[weights["C"] == 10], 1, (-1, 2)),
+            "slice": slice_panels(weights, panel_groups(list(dict.fromkeys(weights["loss"])), []), "weight", "w")[0],
+            "eps sweep": eps_sweep(sweep), "angular": angular_pulls(cosine), "one run": run_curves(metrics)}
+
+
+def test_every_figure_is_drawn_at_the_page_width_with_all_its_ink_inside(curves):
+    """The book shows figures as drawn (not cropped to their ink): a label, title or legend outside the figure
+    would be cut off, and a figure wider than the page would be shrunk below the body text's size."""
+    from lossnb.plotting import PAGE_WIDTH
+
+    book_style()
+    for name, fig in _figures(curves).items():
+        width, height = fig.get_size_inches()
+        ink = fig.get_tightbbox(fig.canvas.get_renderer())
+        assert width == PAGE_WIDTH, name
+        assert ink.x0 >= -0.01 and ink.y0 >= -0.01 and ink.x1 <= width + 0.01 and ink.y1 <= height + 0.01, name
+        texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip() and t.get_visible()]
+        assert min(t.get_fontsize() for t in texts) >= 12, name
+        plt.close(fig)

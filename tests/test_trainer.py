@@ -11,8 +11,9 @@ import pytest
 
 from lossnb.cli import main as cli_main
 from lossnb.trainer import RunBusy, RunConfig, RunExists, RunFiles, records, train
+from conftest import HAVE_FMNIST
 
-pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+pytestmark = pytest.mark.skipif(not HAVE_FMNIST,
                                 reason="Debian package dataset-fashion-mnist not installed")
 
 SMALL = dict(arch="convnet", dataset="fashionmnist", train_subset=1024, val_size=512, protocol="test")
@@ -144,6 +145,7 @@ RUN = ["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "ce"
     (["--arch", "resnet"], "unknown arch 'resnet'; choose one of: convnet"),
     (["--loss", "xent"], "unknown loss 'xent'"),
     (["--device", "gpu"], "device='gpu'; choose one of: auto, cpu, cuda, cuda:N"),
+    (["--device", "mps"], "device='mps'; choose one of: auto, cpu, cuda, cuda:N"),  # torch knows it; lossnb not
     (["--device", "cuda:7"], "device='cuda:7' but this machine has"),
     (["--loss", "focal", "--loss-param", "gamma=[1, 2"], "--loss-param 'gamma=[1, 2': the value is not valid YAML"),
     (["--loss-param", "gamma"], "--loss-param expects KEY=VALUE, got 'gamma'"),

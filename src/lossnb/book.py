@@ -61,8 +61,22 @@ def execute_studies(root: Path, quick: bool = False, studies=STUDIES) -> list[Pa
         output = out_dir / f"{name}.ipynb"
         papermill.execute_notebook(root / "notebooks" / f"{name}.ipynb", output, parameters=params[name],
                                    cwd=root / "notebooks", kernel_name="python3", progress_bar=False)
+        fold_injected_parameters(output)
         written.append(output)
     return written
+
+
+def fold_injected_parameters(path: Path) -> None:
+    """The cell papermill adds with the book's own parameters is build plumbing: folded away (hide-input), as
+    the notebooks' own parameter cells are."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+    nbformat.write(notebook, path)
 
 
 def build_html(root: Path) -> Path:

@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -161,18 +162,34 @@ def _grid(args) -> int:
     if workers is None and packs and args.backend == "local":
         workers = _cpu_workers(packs[0][0])
     progress = grid.GridProgress(len(plan.todo), enabled=not args.no_progress)
+    finished = []  # what ended before an interruption, for its summary
     common = dict(checkpoint_dir=args.checkpoint_dir, data_root=args.data_root, on_start=progress.start,
-                  on_done=progress.done)
+                  on_done=lambda outcome: (finished.append(outcome), progress.done(outcome)))
+    previous = signal.signal(signal.SIGTERM, _stop_grid)
     try:
         if args.backend == "ray":
             outcomes = grid.run_ray(packs, Path(args.runs_dir), address=args.address, **common)
         else:
             outcomes = grid.run_local(packs, Path(args.runs_dir), workers=workers,
                                       replace_broken=args.retrain_broken, **common)
+    except KeyboardInterrupt:
+        progress.close()
+        _print_grid_summary(finished, plan.skipped)
+        raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         progress.close()
     _print_grid_summary(outcomes, plan.skipped)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _stop_grid(signum, frame) -> None:
+    """SIGTERM to the grid: stop its packs (they keep their checkpoints), then end as Ctrl-C does, with the
+    summary of what finished and every temporary file removed."""
+    from .grid.execute import stop_children
+
+    stop_children()
+    raise KeyboardInterrupt
 
 
 def _cpu_workers(cfg) -> int | None:

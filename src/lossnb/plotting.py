@@ -10,10 +10,13 @@ from matplotlib.ticker import MaxNLocator
 
 from .analysis import pooled_ece
 
-# points. The book's text column is about 700 px wide at 1280 px, so a figure up to 13 in (936 pt) wide is
-# drawn at about 0.75 px per point: 11 pt stays above half the body text's 16 px, which the book test checks.
-FONT_SIZES = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 12, "xtick.labelsize": 11,
-              "ytick.labelsize": 11, "legend.fontsize": 11, "legend.title_fontsize": 11, "figure.titlesize": 13}
+# Every figure is drawn at the width the book shows it: its text column is about 696 px at a 1280 px window,
+# 7.25 in at 96 px per inch. An SVG point then shows as 96/72 px, so 12 pt text is the body's 16 px, which the
+# book test checks in the browser.
+PAGE_WIDTH = 7.25  # inches
+FONT_SIZES = {"font.size": 12, "axes.titlesize": 12, "axes.labelsize": 12, "xtick.labelsize": 12,
+              "ytick.labelsize": 12, "legend.fontsize": 12, "legend.title_fontsize": 12, "figure.titlesize": 13}
+LEGEND_ROW = 0.3  # inches: one row of legend entries at 12 pt
 
 
 def book_style() -> None:
@@ -24,8 +27,8 @@ def book_style() -> None:
         from matplotlib_inline.backend_inline import set_matplotlib_formats
     except ImportError:  # outside Jupyter: nothing to configure
         return
-    if get_ipython() is not None:
-        set_matplotlib_formats("svg")
+    if get_ipython() is not None:  # the figure as drawn, not cropped to its ink: its width is the page's
+        set_matplotlib_formats("svg", bbox_inches=None)
 
 
 MAX_SERIES = 8  # lines one panel can hold in colours a reader tells apart
@@ -59,11 +62,15 @@ def loss_palette(tags, labels: dict[str, str] | None = None) -> dict[str, str]:
 
 def learning_curves(curves, groups: list[tuple[str, list[str]]], title: str, labels: dict[str, str] | None = None):
     """Test accuracy (%) and test cross-entropy per epoch (1 = the first), mean and ±1 std band over seeds: a
-    row per (title, losses) group, its legend in a third column (outside the panels, inside the figure's
-    width); a loss axis spanning more than 50x is logarithmic."""
+    row of two panels per (title, losses) group with its legend beneath (axes in the order accuracy, loss,
+    legend); a loss axis spanning more than 50x is logarithmic."""
     labels = labels or {}
-    fig, axes = plt.subplots(len(groups), 3, figsize=(12, 3.6 * len(groups)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    legend_rows = [-(-len(group) // 2) for _, group in groups]
+    heights = [h for rows in legend_rows for h in (3.0, LEGEND_ROW * rows + 0.1)]
+    fig = plt.figure(figsize=(PAGE_WIDTH, sum(heights) + (0.4 if title else 0)))
+    grid = fig.add_gridspec(2 * len(groups), 2, height_ratios=heights)
+    axes = [[fig.add_subplot(grid[2 * i, 0]), fig.add_subplot(grid[2 * i, 1]), fig.add_subplot(grid[2 * i + 1, :])]
+            for i in range(len(groups))]
     data = curves.assign(epoch=curves["epoch"] + 1, acc=100 * curves["test_acc"])
     for row, (name, group) in zip(axes, groups):
         sel = data[data["loss_tag"].isin(group)].assign(loss=lambda d: d["loss_tag"].map(lambda t: labels.get(t, t)))
@@ -71,7 +78,7 @@ def learning_curves(curves, groups: list[tuple[str, list[str]]], title: str, lab
         for ax, (column, ylabel) in zip(row, (("acc", "test accuracy (%)"), ("test_loss", "test cross-entropy"))):
             sns.lineplot(data=sel, x="epoch", y=column, hue="loss", hue_order=order,
                          palette=loss_palette(group, labels), errorbar="sd", ax=ax, legend=ax is row[0])
-            ax.set(xlabel="epoch", ylabel=ylabel, title=f"{name}: {ylabel.split(' (')[0]}")
+            ax.set(xlabel="epoch", ylabel=ylabel, title=name)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         losses = sel["test_loss"]
         if len(losses) and losses.max() > 50 * losses.min() > 0:
@@ -79,13 +86,14 @@ def learning_curves(curves, groups: list[tuple[str, list[str]]], title: str, lab
         handles, names = row[0].get_legend_handles_labels()
         row[0].get_legend().remove()
         row[2].axis("off")
-        row[2].legend(handles, names, loc="center left", frameon=False)
-    fig.suptitle(title)
+        row[2].legend(handles, names, loc="upper center", ncol=2, frameon=False)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def reliability_grid(bins_by_loss: dict, title: str, columns: int = 4, colours: dict[str, str] | None = None):
+def reliability_grid(bins_by_loss: dict, title: str, columns: int = 3, colours: dict[str, str] | None = None):
     """One reliability diagram per loss (bins pooled over seeds, lossnb.results.pooled_reliability), the
     pooled ECE in each panel's title and each bin's share of the images as a grey step line (a bar over a
     handful of images says little); None when no loss has bins. ``colours``: {name: colour} for the bars."""
@@ -95,8 +103,8 @@ def reliability_grid(bins_by_loss: dict, title: str, columns: int = 4, colours: 
         return None
     cols = max(1, min(columns, len(names)))
     rows = -(-len(names) // cols)
-    height = 3.1 * rows + 0.8  # the last 0.8 in: the shared x label and the legend beneath the panels
-    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, height), squeeze=False, sharex=True, sharey=True)
+    height = 3.2 * rows + 1.5  # the last 1.5 in: the shared x label and the legend beneath the panels
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH, height), squeeze=False, sharex=True, sharey=True)
     for ax, name in zip(axes.flat, names):
         bins = bins_by_loss[name]
         ax.plot([0, 1], [0, 1], color="black", lw=1, ls="--", zorder=1)
@@ -105,31 +113,25 @@ def reliability_grid(bins_by_loss: dict, title: str, columns: int = 4, colours: 
         share = bins["count"] / bins["count"].sum()
         ax.stairs(share, [*bins["bin_lo"], bins["bin_hi"].iloc[-1]], color="dimgray", lw=1.5, zorder=3,
                   label="share of images")
-        ax.set_title(f"{wrap_tag(name)}\npooled ECE {100 * pooled_ece(bins):.2f}%", fontsize=11)
+        ax.set_title(f"{wrap_name(name)}\npooled ECE {100 * pooled_ece(bins):.2f}%")
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     handles = [plt.Rectangle((0, 0), 1, 1, color="lightgray", ec="black", label="accuracy in the bin"),
                plt.Line2D([], [], color="dimgray", lw=1.5, label="share of images in the bin"),
                plt.Line2D([], [], color="black", lw=1, ls="--", label="perfect calibration")]
-    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0))
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0))
     fig.suptitle(title)
-    fig.supxlabel("confidence", y=0.45 / height)
+    fig.supxlabel("confidence", y=0.85 / height)
     fig.supylabel("accuracy, share")
-    fig.tight_layout(rect=(0, 0.6 / height, 1, 1))
+    fig.tight_layout(rect=(0, 1.0 / height, 1, 1))
     return fig
 
 
-def wrap_tag(tag: str, width: int = 24) -> str:
-    """A loss tag broken at its hyphens into lines of at most ``width`` characters (panel titles)."""
-    lines, line = [], ""
-    for part in tag.split("-"):
-        candidate = f"{line}-{part}" if line else part
-        if line and len(candidate) > width:
-            lines.append(line + "-")
-            line = part
-        else:
-            line = candidate
-    return "\n".join(lines + [line])
+def wrap_name(name: str, width: int = 20) -> str:
+    """A loss in words broken at spaces into lines of at most ``width`` characters (narrow panel titles)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(name, width)) or name
 
 
 def split_off(tags: list[str], alone: tuple[str, ...] = ("mae",)) -> list[list[str]]:
@@ -147,7 +149,7 @@ def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best
     from .stats import mean_ci
 
     groups = split_off(tags)
-    fig, axes = plt.subplots(1, len(groups), figsize=(10, 0.45 * len(tags) + 1.6), squeeze=False,
+    fig, axes = plt.subplots(1, len(groups), figsize=(PAGE_WIDTH, 0.45 * len(tags) + 1.6), squeeze=False,
                              gridspec_kw={"width_ratios": [3, 1][:len(groups)]})
     for ax, group in zip(axes[0], groups):
         for y, tag in enumerate(group):
@@ -172,44 +174,48 @@ def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best
 
 def forest(comparisons, labels: dict[str, str], margin: float):
     """Each comparison of a plan (lossnb.plan.compare) as its difference a - b in points with the 95% CI, one
-    panel per family; the equivalence band ±margin shaded and zero drawn beneath the intervals."""
+    panel per family; the equivalence band ±margin shaded and zero drawn beneath the intervals. A long
+    comparison's label takes two lines, so the intervals keep most of the page's width."""
     families = list(dict.fromkeys(comparisons["family"]))
+    names = [wrap_name(f"{labels.get(a, a)} − {labels.get(b, b)}", 30) for a, b in
+             zip(comparisons["a"], comparisons["b"])]
+    row = 0.55 if any("\n" in n for n in names) else 0.4
     sizes = [int((comparisons["family"] == f).sum()) for f in families]
-    fig, axes = plt.subplots(len(families), 1, figsize=(10, 0.36 * sum(sizes) + 1.4 * len(families)),
+    fig, axes = plt.subplots(len(families), 1, figsize=(PAGE_WIDTH, row * sum(sizes) + 1.1 * len(families) + 1.2),
                              squeeze=False, gridspec_kw={"height_ratios": sizes})
     colours = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "undecided": "tab:gray",
                "not tested": "lightgray"}
     for ax, family in zip(axes[:, 0], families):
-        block = comparisons[comparisons["family"] == family].reset_index(drop=True)
+        mine = (comparisons["family"] == family).to_numpy()
+        block = comparisons[mine].reset_index(drop=True)
         ax.axvspan(-100 * margin, 100 * margin, color="tab:blue", alpha=0.08, zorder=0)
         ax.axvline(0, color="black", lw=0.8, zorder=1)
-        for y, row in block.iterrows():
-            colour = colours[row["verdict"]]
-            if row["seeds"] >= 2:
-                ax.plot([100 * row["ci low"], 100 * row["ci high"]], [y, y], color=colour, lw=2, zorder=3)
-            if row["seeds"]:
-                ax.plot([100 * row["mean diff"]], [y], "o", color=colour, zorder=4)
-        ax.set_yticks(range(len(block)), [f"{labels.get(a, a)} − {labels.get(b, b)}" for a, b in
-                                          zip(block["a"], block["b"])])
+        for y, r in block.iterrows():
+            colour = colours[r["verdict"]]
+            if r["seeds"] >= 2:
+                ax.plot([100 * r["ci low"], 100 * r["ci high"]], [y, y], color=colour, lw=2, zorder=3)
+            if r["seeds"]:
+                ax.plot([100 * r["mean diff"]], [y], "o", color=colour, zorder=4)
+        ax.set_yticks(range(len(block)), [n for n, m in zip(names, mine) if m])
         ax.set_ylim(len(block) - 0.5, -0.5)
-        ax.set_title(family, loc="left")
-        ax.set_xlabel("difference in best test accuracy (points), 95% CI")
+        ax.set_title(wrap_name(family, 36), loc="left")
+    axes[-1, 0].set_xlabel("a − b in best test accuracy (points), 95% CI")
     handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in colours.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.75 / fig.get_figheight(), 1, 1))
     return fig
 
 
-def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: int = 4):
+def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: int = 3):
     """One small panel per loss: train and test accuracy (%) per epoch, mean over seeds; a gap that opens
     says overfitting, a curve still rising at the end says the run had not converged."""
     rows = -(-len(tags) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(12, 2.9 * rows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH, 2.6 * rows + 0.8), squeeze=False, sharex=True)
     for ax, tag in zip(axes.flat, tags):
         mine = curves[curves["loss_tag"] == tag].groupby("epoch")[["train_acc", "test_acc"]].mean()
         ax.plot(mine.index + 1, 100 * mine["train_acc"], color="tab:orange", label="train")
         ax.plot(mine.index + 1, 100 * mine["test_acc"], color="tab:blue", label="test")
-        ax.set_title(labels.get(tag, tag), fontsize=11)
+        ax.set_title(wrap_name(labels.get(tag, tag), 18))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
     for ax in axes.flat[len(tags):]:
         ax.set_visible(False)
@@ -224,15 +230,18 @@ def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: 
 def weight_curves(weights, reference: float, ylim: tuple[float, float]):
     """Each loss's weight relative to cross-entropy against p_t (lossnb.gradients.weights_of: 'loss' in words,
     'tag' for its colour), the reference line drawn beneath the curves so a loss lying on it stays visible."""
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    names = list(dict.fromkeys(weights["loss"]))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 3.6 + LEGEND_ROW * -(-len(names) // 2)))
     ax.axhline(reference, color="gray", lw=1, ls=":", zorder=0)
     names = list(dict.fromkeys(weights["loss"]))
     colours = {name: loss_colour(tag) for name, tag in zip(weights["loss"], weights["tag"])}
     sns.lineplot(data=weights, x="p_t", y="weight", hue="loss", hue_order=names, style="loss", style_order=names,
                  palette=colours, ax=ax, lw=2)
     ax.set(ylim=ylim, xlabel="target probability $p_t$", ylabel="weight relative to CE")
-    ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    ax.get_legend().remove()
+    fig.tight_layout(rect=(0, (LEGEND_ROW * -(-len(names) // 2) + 0.1) / fig.get_figheight(), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
     return fig
 
 
@@ -242,7 +251,7 @@ def eps_sweep(sweep):
     its text its size, as studies gain records)."""
     colours = {name: loss_colour(tag) for name, tag in zip(sweep["loss name"], sweep["tag"])}
     keys = list(sweep[["study", "task"]].drop_duplicates().itertuples(index=False, name=None))
-    fig, axes = plt.subplots(len(keys), 2, figsize=(10, 3.3 * len(keys) + 0.6), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(len(keys), 2, figsize=(PAGE_WIDTH, 3.2 * len(keys) + 0.8), squeeze=False, sharex=True)
     for row, (study, task) in zip(axes, keys):
         data = sweep[(sweep["study"] == study) & (sweep["task"] == task)]
         for ax, (metric, label) in zip(row, (("best_test_acc", "best test accuracy (%)"),
@@ -250,10 +259,10 @@ def eps_sweep(sweep):
             sns.lineplot(data=data.assign(value=100 * data[metric]), x="eps", y="value", hue="loss name",
                          style="loss name", markers=True, errorbar="sd", err_style="bars", ax=ax,
                          palette=colours, legend=ax is axes[0, 1])
-            ax.set(xlabel=r"$\varepsilon$", ylabel=label, title=f"{study}, {task}")
+            ax.set(xlabel=r"$\varepsilon$", ylabel=label, title=wrap_name(f"{study}, {task}", 26))
     handles, names = axes[0, 1].get_legend_handles_labels()
     axes[0, 1].get_legend().remove()
-    fig.tight_layout(rect=(0, 0.5 / (3.3 * len(keys) + 0.6), 1, 1))
+    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
     fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)
     return fig
 
@@ -280,7 +289,8 @@ def slice_panels(curves, groups: list[tuple[str, list[str]]], y: str, ylabel: st
     figures = []
     counts = sorted(curves["C"].unique())
     for title, group in groups:
-        fig, axes = plt.subplots(1, len(counts), figsize=(10, 4.2), squeeze=False)
+        legend_height = LEGEND_ROW * -(-len(group) // 2) + 0.1
+        fig, axes = plt.subplots(1, len(counts), figsize=(PAGE_WIDTH, 3.6 + legend_height), squeeze=False)
         for ax, c in zip(axes[0], counts):
             if reference is not None:
                 ax.axhline(reference, color="gray", lw=1, ls=":", zorder=0)
@@ -288,13 +298,13 @@ def slice_panels(curves, groups: list[tuple[str, list[str]]], y: str, ylabel: st
                 sel = curves[(curves["loss"] == label) & (curves["C"] == c)]
                 ax.plot(sel["p_t"], sel[y], color=loss_colour(sel["tag"].iloc[0]), lw=2, label=label,
                         ls=DASHES[i % len(DASHES)])
-            ax.set(xlabel="target probability $p_t$", ylabel=ylabel, yscale=yscale, title=f"{title}, C = {c}")
+            ax.set(xlabel="target probability $p_t$", ylabel=ylabel if c == counts[0] else None, yscale=yscale,
+                   title=wrap_name(f"{title}, C = {c}", 28))
             if ylim:
                 ax.set_ylim(*ylim)
         handles, names = axes[0, 0].get_legend_handles_labels()
-        rows = -(-len(names) // 3)
-        fig.tight_layout(rect=(0, 0.3 * rows / 4.2, 1, 1))
-        fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)
+        fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 1))
+        fig.legend(handles, names, loc="lower center", ncol=2, frameon=False)
         figures.append(fig)
     return figures
 
@@ -303,31 +313,33 @@ def angular_pulls(curves, dashed: tuple[str, ...] = ("CE", "NormFace")):
     """On the cosine slice (lossnb.gradients.angular_curves frames with 'curve' and 'tag'): the target's
     probability, the pull on the target and the push on a non-target against the target angle; the controls
     (curves whose name starts with ``dashed``) dashed."""
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.6))
+    fig, grid = plt.subplots(2, 2, figsize=(PAGE_WIDTH, 7.0))
+    axes = [grid[0, 0], grid[0, 1], grid[1, 0]]
     pulls = curves.assign(pull=-curves["grad_target"])
     for ax, (column, ylabel, title) in zip(axes, [
-            ("p_t", "target probability $p_t$", "probability of the target"),
-            ("pull", r"$-\partial\ell/\partial\cos\theta_t$", "pull on the target (symlog)"),
-            ("grad_other", r"$\partial\ell/\partial\cos\theta_k$ (one non-target)", "push on a non-target (symlog)")]):
+            ("p_t", "target probability $p_t$", "probability of\nthe target"),
+            ("pull", r"$-\partial\ell/\partial\cos\theta_t$", "pull on the target\n(symlog)"),
+            ("grad_other", r"$\partial\ell/\partial\cos\theta_k$", "push on a non-target\n(symlog)")]):
         for label, sel in pulls.groupby("curve", sort=False):
             ax.plot(sel["theta_deg"], sel[column], "--" if label.startswith(dashed) else "-", lw=2,
                     color=loss_colour(sel["tag"].iloc[0]), label=label)
-        ax.set(xlabel=r"target angle $\theta_t$ (degrees)", ylabel=ylabel, xticks=range(0, 181, 45), title=title)
+        ax.set(xlabel=r"target angle $\theta_t$ (°)", ylabel=ylabel, xticks=range(0, 181, 45), title=title)
     axes[1].set_yscale("symlog", linthresh=1)
     axes[2].set_yscale("symlog", linthresh=0.1)
     for ax in axes[1:]:
         ax.set_ylim(bottom=0)  # both are pulls (>= 0) on this slice
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False)
+    grid[1, 1].axis("off")
+    grid[1, 1].legend(*axes[0].get_legend_handles_labels(), loc="center", frameon=False)
+    fig.tight_layout()
     return fig
 
 
 def run_curves(metrics):
     """One run's metrics.csv: train (dashed) and test accuracy (%) and loss per epoch, side by side."""
-    fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for split, style in (("train", "--"), ("test", "-")):
-        acc.plot(metrics["epoch"] + 1, 100 * metrics[f"{split}_acc"], style, marker="o", label=split)
-        loss.plot(metrics["epoch"] + 1, metrics[f"{split}_loss"], style, marker="o", label=split)
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.4))
+    for split, style, colour in (("train", "--", "tab:orange"), ("test", "-", "tab:blue")):  # as train_test_curves
+        acc.plot(metrics["epoch"] + 1, 100 * metrics[f"{split}_acc"], style, marker="o", label=split, color=colour)
+        loss.plot(metrics["epoch"] + 1, metrics[f"{split}_loss"], style, marker="o", label=split, color=colour)
     acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     loss.set(xlabel="epoch", ylabel="loss (test: cross-entropy)", title="loss")
     for ax in (acc, loss):

@@ -146,12 +146,15 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
+
+
 def idx_folders(root: Path | None, name: str) -> list[Path]:
     """Where MNIST-style files are looked for, in order: only folders named for this data set, so that
     one data set's files (which share their names with the other's) are never read as the other."""
     folders = [root / sub for sub in _IDX_FOLDERS[name]] if root is not None else []
     if name == "fashionmnist":
-        folders.append(Path("/usr/share/datasets/fashion-mnist"))  # Debian package dataset-fashion-mnist
+        folders.append(DEBIAN_FASHION_MNIST)
     return folders
 
 

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,20 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+_CHILDREN: set[subprocess.Popen] = set()  # the packs training now, for stop_children
+_LOCK = threading.Lock()
+
+
+def stop_children(sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to every pack this process is training (each saves its checkpoints and exits), so that a
+    grid that is itself told to stop waits for them, cleans up and reports."""
+    with _LOCK:
+        children = list(_CHILDREN)
+    for proc in children:
+        if proc.poll() is None:
+            proc.send_signal(sig)
 
 
 def log_path(runs_dir: Path, cfgs: list[RunConfig]) -> Path:
@@ -65,8 +80,15 @@ def execute_pack(cfgs: list[RunConfig], runs_dir: Path, checkpoint_dir: Path | N
         child_env["OMP_NUM_THREADS"] = str(threads)
     try:
         with open(log, "a") as err:
-            proc = subprocess.run(cmd, env=child_env, stdout=subprocess.PIPE, stderr=err, text=True,
-                                  preexec_fn=_die_with_parent)
+            proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.DEVNULL, stderr=err, text=True,
+                                    preexec_fn=_die_with_parent)
+            with _LOCK:
+                _CHILDREN.add(proc)
+            try:
+                proc.wait()
+            finally:
+                with _LOCK:
+                    _CHILDREN.discard(proc)
     finally:
         os.unlink(f.name)
     seconds = time.perf_counter() - started

@@ -14,6 +14,7 @@ import textwrap
 import types
 
 from .contract import check_inputs
+from . import registry
 from .registry import resolve_hparams, spec
 
 # module objects a loss may use, and the import line that brings each into the export
@@ -104,3 +105,6 @@ def export_source(name: str, **hparams) -> str:
         f"    return {call}\n"
     )
     return "\n\n\n".join(p.rstrip("\n") for p in parts) + "\n"
+
+
+registry.EXPORTERS.append(export_source)

@@ -14,6 +14,7 @@ import importlib.util
 import inspect
 from pathlib import Path
 
+from . import registry
 from .registry import LossSpec
 
 DEFAULT_FUNCTION = "compute_loss"
@@ -103,3 +104,6 @@ def copy_verified(provenance: dict, destination: Path) -> None:
         raise ValueError(f"loss file {provenance['path']} changed since the run was configured "
                          f"(sha256 {provenance['sha256'][:HASH_DIGITS]}...); configure the run again")
     destination.write_bytes(raw)
+
+
+registry.FILE_SPECS.append(lambda name: file_spec(name) if is_loss_file(name) else None)

@@ -61,13 +61,19 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+# Loss files (files.py) and the standalone export (export.py) build on this module; they plug in here when the
+# package imports them, so that the registry imports neither and stays a leaf.
+FILE_SPECS: list[Callable[[str], "LossSpec | None"]] = []  # each: a loss file's entry, or None if not one
+EXPORTERS: list[Callable[..., str]] = []  # export_source(name, **hparams)
+
+
 def spec(name: str) -> LossSpec:
     """The registry entry of ``name`` (or of a loss file, ``path.py`` or ``path.py:function``); an unknown name
     lists the choices."""
-    from .files import file_spec, is_loss_file
-
-    if is_loss_file(name):
-        return file_spec(name)
+    for file_spec in FILE_SPECS:
+        found = file_spec(name)
+        if found is not None:
+            return found
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -133,11 +139,9 @@ class Loss:
 
     def export(self) -> str:
         """Self-contained ``compute_loss`` source for the benchmark's custom_loss.py."""
-        from .export import export_source
-
         if self.spec.source_file:  # a loss file is already one
             return Path(self.spec.source_file["path"]).read_text()
-        return export_source(self.name, **self.hparams)
+        return EXPORTERS[0](self.name, **self.hparams)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())

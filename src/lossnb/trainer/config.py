@@ -182,16 +182,9 @@ def _checked(field: dataclasses.Field, value: Any) -> Any:
 
 
 def _check_device_name(name: str) -> None:
-    import torch
+    from .environment import check_device_name  # torch is imported only where a device is named
 
-    if name == "auto":
-        return
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda", "mps", "xpu"):
-        raise ValueError(f"device={name!r}; choose one of: auto, cpu, cuda, cuda:N")
+    check_device_name(name)
 
 
 def _fmt(value: Any) -> str:

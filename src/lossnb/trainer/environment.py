@@ -12,15 +12,31 @@ import torchvision
 import lossnb
 
 
-def resolve_device(name: str) -> torch.device:
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+
+
+def check_device_name(name: str) -> torch.device | None:
+    """The device a name gives (None for auto), refused in one line unless it is one lossnb trains on: the
+    one place a device name is validated (a run's settings, and where it executes)."""
     if name == "auto":
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={name!r}; choose one of: {DEVICE_CHOICES}")
+    return device
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device a run executes on: auto is the GPU where there is one; a GPU this machine lacks is refused."""
+    device = check_device_name(name)
+    if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
     if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
         raise ValueError(f"device={name!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s) visible; "
                          "choose cpu, auto or an existing cuda:N")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={name!r}; choose one of: auto, cpu, cuda, cuda:N")
     return device
 
 
