@@ -113,7 +113,7 @@ def _pack(arch, device, k, graphs, prep="resize-rgb", precision="auto", channels
 
     from lossnb.data import load_dataset
     from lossnb.trainer import RunConfig
-    from lossnb.trainer.loop import PackRun
+    from lossnb.trainer.state import PackRun
 
     cfgs = [RunConfig(arch=arch, dataset="fashionmnist", loss="ce", seed=s, image_prep=prep, epochs=1 + REPEATS,
                       device=device, cuda_graphs="auto" if graphs else "off", precision=precision,

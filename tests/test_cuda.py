@@ -12,7 +12,7 @@ import torch
 from lossnb.data import load_dataset
 from lossnb.models import get_model
 from lossnb.trainer import RunConfig, train, train_pack
-from lossnb.trainer.loop import PackRun
+from lossnb.trainer.state import PackRun
 from conftest import HAVE_FMNIST
 
 pytestmark = [

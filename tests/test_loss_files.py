@@ -92,7 +92,7 @@ def test_an_edited_file_is_another_run_and_never_trains_under_the_old_name(loss_
     loss_file.write_text(CUSTOM.replace("mean()", "sum()"))
     assert RunConfig.from_dict(cfg.to_dict()).run_path() != cfg.run_path()
     from lossnb.data import load_dataset
-    from lossnb.trainer.loop import PackRun
+    from lossnb.trainer.state import PackRun
 
     with pytest.raises(ValueError, match="changed since"):
         PackRun([cfg], load_dataset("fashionmnist", train_subset=256), torch.device("cpu"))

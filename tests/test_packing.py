@@ -241,7 +241,7 @@ def test_a_pack_killed_while_writing_checkpoints_resumes_to_the_uninterrupted_re
 def test_the_last_partial_batch_is_trained(data):
     """60000 % 128 = 96 in the benchmark's task: the last, smaller batch is a step of its own, every image of
     the epoch is seen once (a batch of 1 is the one left out: BatchNorm needs 2)."""
-    from lossnb.trainer.loop import PackRun
+    from lossnb.trainer.state import PackRun
 
     cfg = RunConfig(loss="ce", seed=0, **{**SMALL, "arch": "convnet", "epochs": 1})
     for n, expected in ((100, [32, 32, 32, 4]), (97, [32, 32, 32])):

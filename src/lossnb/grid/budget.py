@@ -17,7 +17,7 @@ import torch
 from ..data import load_dataset
 from ..trainer import RunConfig
 from ..trainer.environment import resolve_device
-from ..trainer.loop import PackRun
+from ..trainer.state import PackRun
 
 MARGIN = 1.15  # estimated seconds are multiplied by this before they are compared with the time left
 SHORT, LONG = 10, 40  # training steps of the two timed epochs

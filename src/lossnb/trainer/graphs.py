@@ -1,15 +1,12 @@
 """The training step replayed from CUDA graphs: no launch-bound step, no host sync inside an epoch."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import torch
 
 from .. import losses
 from .config import RunConfig
-
-if TYPE_CHECKING:
-    from .loop import PackRun
 
 
 def use_cuda_graphs(cfgs: list[RunConfig], device: torch.device) -> bool:
@@ -30,34 +27,32 @@ class GraphedSteps:
     in BatchNorm statistics or optimizer state.
     """
 
-    def __init__(self, run: PackRun):
-        self.run = run
+    def __init__(self, step: Callable[[int, dict], None], evaluate: Callable[[], torch.Tensor],
+                 state: Callable[[], list[torch.Tensor]], device: torch.device):
+        """``step(batch_size, config)`` trains one batch, ``evaluate()`` returns the test logits, ``state()``
+        every tensor a step changes (restored after the warm-up); the pack owns them, this captures them."""
+        self.step, self.evaluate, self.state, self.device = step, evaluate, state, device
         self.warmed = False
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.eval_graph: torch.cuda.CUDAGraph | None = None
         self.eval_out: torch.Tensor | None = None
         self.eval_ok = True
 
-    def _state_tensors(self) -> list[torch.Tensor]:
-        r = self.run
-        return [*r.params, *r.pack.buffers(), *r.sgd.buffers, r.cursor, r.step_index, r.loss_sum, r.correct,
-                r.first_bad]
-
     def _warm_up(self, sizes: list[int], config: dict) -> None:
-        saved = [t.clone() for t in self._state_tensors()]
+        saved = [t.clone() for t in self.state()]
         # warm-up steps draw dropout masks: the generator goes back too, so that this epoch's masks are those of
         # a run that warmed up at another epoch (a resumed run warms up at its first epoch after the resume)
-        rng = torch.cuda.get_rng_state(self.run.device)
+        rng = torch.cuda.get_rng_state(self.device)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for size in sorted(set(sizes)) * 3:
-                self.run.step(size, config)
+                self.step(size, config)
         torch.cuda.current_stream().wait_stream(side)
         with torch.no_grad():
-            for t, s in zip(self._state_tensors(), saved):
+            for t, s in zip(self.state(), saved):
                 t.copy_(s)
-        torch.cuda.set_rng_state(rng, self.run.device)
+        torch.cuda.set_rng_state(rng, self.device)
         self.warmed = True
 
     def epoch(self, sizes: list[int], config: dict):
@@ -68,7 +63,7 @@ class GraphedSteps:
         for size in sorted(set(sizes), reverse=True):
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):  # replayed one after another: one memory pool is safe
-                self.run.step(size, config)
+                self.step(size, config)
             pool = graph.pool()
             self.graphs[size] = graph
         return lambda size: self.graphs[size].replay()
@@ -80,10 +75,10 @@ class GraphedSteps:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                self.eval_out = self.run.eager_test_logits()  # warm-up; evaluation changes no state
+                self.eval_out = self.evaluate()  # warm-up; evaluation changes no state
             torch.cuda.current_stream().wait_stream(side)
             self.eval_graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.eval_graph):
-                self.eval_out.copy_(self.run.eager_test_logits())
+                self.eval_out.copy_(self.evaluate())
         self.eval_graph.replay()
         return self.eval_out

@@ -18,6 +18,9 @@ from typing import Any
 
 import torch
 
+from .. import losses
+from .environment import describe_environment
+
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_ece", "test_macro_f1",
                   "epoch_seconds", "train_images_per_second"]
 SUMMARY_FIELDS = ["status", "epochs_completed", "best_test_acc", "best_epoch", "final_test_acc", "final_test_loss",
@@ -201,3 +204,41 @@ def check_identity(run_dir: Path, cfg) -> None:
         if recorded.get(key) != asked[key]:
             raise RecordMismatch(f"{run_dir} was made with {key}={recorded.get(key)!r}, not {key}={asked[key]!r}; "
                                  "use another protocol name for these settings, or --force to replace it")
+
+
+# ---------------------------------------------------------------- a run's record from its pack
+def summary_of(run, k: int, status: str, diverged_at=None) -> dict:
+    """Member k's summary.json as its run ends (``run``: a trainer.state.PackRun)."""
+    rows, cfg = run.rows[k], run.cfgs[k]
+    summary = {"status": status, "epochs_completed": len(rows), "wall_seconds": run.wall_seconds,
+               "protocol": cfg.protocol, "budget": cfg.budget_tag(), "eval_split": run.data.eval_split}
+    if rows:
+        best = max(rows, key=lambda r: r["test_acc"])
+        final = rows[-1]
+        summary.update(best_test_acc=best["test_acc"], best_epoch=best["epoch"], final_test_acc=final["test_acc"],
+                       final_test_loss=final["test_loss"], final_test_ece=final["test_ece"],
+                       final_test_macro_f1=final["test_macro_f1"], final_reliability=run.reliability[k])
+    else:
+        summary.update({key: None for key in SUMMARY_FIELDS if key not in summary})
+    if diverged_at:
+        summary["diverged_at"] = {"epoch": diverged_at[0], "step": diverged_at[1]}
+    return summary
+
+
+def config_of(run, k: int) -> dict:
+    """Member k's config.json: its settings, what they resolved to, its pack, loss, data and machine."""
+    cfg, data = run.cfgs[k], run.data
+    crop = "RandomCrop(32, padding=4)" + (" + RandomHorizontalFlip" if data.flip else " (no flip for this data set)")
+    return {
+        "run": cfg.to_dict(), "run_path": str(cfg.run_path()),
+        "follows_200_epoch_protocol": cfg.follows_protocol(),
+        "resolved": {**run.execution, "cuda_graphs": run.graphs is not None},
+        "packing": {"pack_size": run.k, "member": k, "pack": [str(c.run_path()) for c in run.cfgs],
+                    "note": "trained as one packed model with the runs listed; wall and epoch seconds are the "
+                            "pack's, train_images_per_second is this run's images per second"},
+        "loss": losses.describe(cfg.loss),
+        "data": {"source": data.source, "checksums": data.checksums, "train_size": len(data.train_y),
+                 "eval_size": len(data.test_y), "eval_split": data.eval_split, "mean": data.mean, "std": data.std,
+                 "image_prep": data.prep, "augmentation": crop + ", batched on device"},
+        "environment": describe_environment(run.device),
+    }
