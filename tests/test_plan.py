@@ -268,3 +268,12 @@ def test_a_plan_over_two_heads_compares_one_loss_on_each_by_seed(tmp_path):
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     with pytest.raises(PlanError, match="names each loss's task"):
         load_plan(tmp_path / "plan.yaml")
+
+
+def test_a_final_accuracy_equal_to_the_best_in_every_run_is_one_column(study):
+    from lossnb import study as study_tables
+
+    plan, runs = study
+    assert "final test acc %" not in study_tables.loss_table(plan, runs, {})  # synthetic: best epoch = last
+    runs = runs.assign(final_test_acc=runs["best_test_acc"] - 0.001)
+    assert "final test acc %" in study_tables.loss_table(plan, runs, {})

@@ -37,6 +37,25 @@ def loss_curves(name: str, num_classes: int, p_t: torch.Tensor, **hparams) -> pd
                          "weight": (grad[:, 0] / (p - 1)).numpy()})
 
 
+# LogitNorm divides the logits by their norm: on the slice the logit direction is the same for every p_t > 1/C
+# (and for every p_t < 1/C), so its loss is flat on each side and singular at p_t = 1/C, where all logits are 0.
+# The slice says nothing about it.
+SLICE_DEGENERATE = ("logitnorm",)
+
+
+def cosine_losses() -> list[str]:
+    """The losses that take cosines, not free logits: they have their own slice (cosine_slice)."""
+    return [name for name in losses.available() if losses.describe(name)["logits"] == "cosine"]
+
+
+def slice_entries(highlight: list, loss_files: list) -> tuple[list, list[str]]:
+    """(what the slice draws, the registry's other losses): ``highlight`` at its settings and the loss files
+    first, then every other registry loss at its defaults, less those the slice cannot show."""
+    named = {entry if isinstance(entry, str) else entry[0] for entry in highlight}
+    others = [n for n in losses.available() if n not in named | set(SLICE_DEGENERATE) | set(cosine_losses())]
+    return list(highlight) + list(loss_files) + others, others
+
+
 def weights_of(entries: list, num_classes: int, p_t: torch.Tensor) -> pd.DataFrame:
     """loss_curves for each (name, params) entry (or bare name, or a loss file), with 'loss' the loss in words
     with its settings and 'tag' its records' tag (for its colour in the book)."""

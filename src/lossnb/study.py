@@ -42,7 +42,11 @@ def runs_table(sel: pd.DataFrame, tags: list[str], labels: dict[str, str], split
                      f"final {split} acc %": percent_ci(ok["final_test_acc"]),
                      f"final {split} ECE %": percent_ci(ok["final_test_ece"]),
                      "best epoch": f"{ok['best_epoch'].median() + 1:.0f}" if len(ok) else "–"})
-    return pd.DataFrame(rows).set_index("loss")
+    table = pd.DataFrame(rows).set_index("loss")
+    final = f"final {split} acc %"
+    if len(sel) and (sel.loc[sel["trained"], "best_test_acc"] == sel.loc[sel["trained"], "final_test_acc"]).all():
+        table = table.drop(columns=final)  # the best epoch was the last in every run: one column says it
+    return table
 
 
 def by_accuracy(sel: pd.DataFrame) -> list[str]:
@@ -67,16 +71,19 @@ def summary(plan: Plan, runs: pd.DataFrame) -> str:
     return "\n\n".join([progress(plan, runs), "\n".join(f"- {line}" for line in lines), power_sentence(plan, runs)])
 
 
-def unplanned_tables(runs: pd.DataFrame, split: str = "test") -> list[tuple[str, pd.DataFrame]]:
-    """('study (task)', its runs_table) for each study and task of ``runs``, highest mean best accuracy first;
-    for studies no plan tests (validation studies, tasks apart)."""
+def unplanned_tables(runs: pd.DataFrame, split: str = "test") -> list[tuple[str, object, pd.DataFrame]]:
+    """('study (task)', its seed dots, its runs_table) for each study and task of ``runs``, highest mean best
+    accuracy first; for studies no plan tests (validation studies, tasks apart)."""
     from .names import labels_of
+    from .plotting import seed_dots
     from .results import with_trained
 
     tables = []
     for (name, task), sel in runs.groupby(["study", "task"]):
         sel = with_trained(sel)
-        tables.append((f"**{name}** ({task})", runs_table(sel, by_accuracy(sel), labels_of(sel), split=split)))
+        order, labels = by_accuracy(sel), labels_of(sel)
+        tables.append((f"**{name}** ({task})", seed_dots(sel, order, labels, xlabel=f"best {split} accuracy (%)"),
+                       runs_table(sel, order, labels, split=split)))
     return tables
 
 
