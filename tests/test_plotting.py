@@ -62,9 +62,14 @@ def test_reliability_grid_draws_a_panel_per_loss_with_bins_and_nothing_without()
 def test_a_loss_has_one_colour_everywhere_and_the_headline_losses_are_told_apart():
     from matplotlib.colors import to_hex
 
+    import lossnb.losses as L
     from lossnb.plotting import LOSS_COLOURS, loss_colour, loss_palette, seed_dots
 
     assert len(set(LOSS_COLOURS.values())) == len(LOSS_COLOURS)
+    others = [n for n in L.available() if not any(tag.split("-")[0] == n for tag in LOSS_COLOURS)]
+    assert len({loss_colour(n) for n in others}) == len(others)  # no two other losses share a colour
+    assert not {loss_colour(n) for n in others} & set(LOSS_COLOURS.values())
+    assert loss_colour("capped_ce-p_cap0.8-sharpness10") == LOSS_COLOURS["capped_ce-p_cap0.97-sharpness10"]
     assert loss_colour("flsd53-gamma_high3") == loss_colour("flsd53-gamma_high3")
     assert loss_palette(["ce", "mae"], {"ce": "cross-entropy"}) == {"cross-entropy": LOSS_COLOURS["ce"],
                                                                     "mae": "#000000"}

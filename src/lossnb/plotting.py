@@ -36,8 +36,9 @@ MAX_SERIES = 8  # lines one panel can hold in colours a reader tells apart
 
 _TAB10 = dict(zip(("blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan"),
                   sns.color_palette("tab10", 10).as_hex()))
-# One colour per loss on every page of the book: the losses every study shows are fixed here; any other loss
-# takes one from OTHER_COLOURS by a hash of its tag, so it too is the same wherever it is drawn.
+# One colour per loss on every page of the book: the losses every study shows are fixed here (another setting of
+# one of them keeps its loss's colour); every other registry loss has one of OTHER_COLOURS by its place in the
+# registry, so no two share one; a loss file takes one by a hash of its name.
 LOSS_COLOURS = {"ce": _TAB10["blue"], "label_smoothing-conventionuniform-eps0.1": _TAB10["orange"],
                 "focal-gamma2": _TAB10["red"], "focal-gamma0.5": _TAB10["pink"], "poly1-epsilon1": _TAB10["brown"],
                 "mae": "#000000", "maxsup-alpha_end0.2-alpha_start0.1": _TAB10["olive"],
@@ -48,9 +49,18 @@ OTHER_COLOURS = sns.color_palette("Dark2", 8).as_hex() + sns.color_palette("tab2
 
 def loss_colour(tag: str) -> str:
     """The colour of a loss (its tag, as in the records) in every figure of the book."""
+    from . import losses
+
     tag = tag.split("/")[-1]  # a plan of several tasks keys a loss "<task>/<tag>": the loss keeps its colour
     if tag in LOSS_COLOURS:
         return LOSS_COLOURS[tag]
+    fixed = {key.split("-")[0]: colour for key, colour in LOSS_COLOURS.items()}
+    name = tag.split("-")[0]
+    if name in fixed:
+        return fixed[name]
+    others = [n for n in losses.available() if n not in fixed]
+    if name in others:
+        return OTHER_COLOURS[others.index(name) % len(OTHER_COLOURS)]
     return OTHER_COLOURS[zlib.crc32(tag.encode()) % len(OTHER_COLOURS)]  # crc32: stable across processes
 
 
