@@ -269,7 +269,8 @@ def test_a_gpu_window_returns_finished_records_and_carries_an_unfinished_pack_ov
     shutil.copy(root / "scripts" / "gpu_job.sh", tmp_path / "scripts")
     (tmp_path / "src").symlink_to(root / "src")
     (tmp_path / "grids").mkdir()
-    for name, epochs, loss in (("short", 2, "ce"), ("long", 1000, "poly1")):
+    # The long grid must outlast the window on any machine: a fast CPU trains 1,000 such epochs in under two minutes.
+    for name, epochs, loss in (("short", 2, "ce"), ("long", 100_000, "poly1")):
         write_grid(tmp_path / "grids", {"protocol": name, "budget": {"epochs": epochs, "train_subset": 512,
                                                                     "val_size": 256},
                                         "tasks": [{"arch": "convnet", "dataset": "fashionmnist"}],
@@ -291,7 +292,7 @@ def test_a_gpu_window_returns_finished_records_and_carries_an_unfinished_pack_ov
     restored.mkdir()
     subprocess.run(f"cat {' '.join(map(str, parts))} | tar xz -C {restored}", shell=True, check=True)
     kept = list(restored.rglob("epoch*.pt"))
-    assert kept and all("long-e1000-n512-val256/convnet-fashionmnist/poly1-epsilon1/seed0" in str(p) for p in kept)
+    assert kept and all("long-e100000-n512-val256/convnet-fashionmnist/poly1-epsilon1/seed0" in str(p) for p in kept)
 
 
 def test_a_grid_naming_a_device_lossnb_does_not_train_on_is_refused_before_any_run():
