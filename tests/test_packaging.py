@@ -4,9 +4,12 @@ the installed distributions' own metadata."""
 import ast
 import importlib.metadata as md
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parents[1]
 
@@ -56,3 +59,42 @@ def test_the_loss_registry_imports_no_module_that_imports_it():
     relative = {node.module for node in ast.walk(ast.parse(source))
                 if isinstance(node, ast.ImportFrom) and node.level > 0}
     assert relative <= {"contract"}, relative
+
+
+# torch, torchvision and the CUDA wheels they pull in (gigabytes): lent from this environment, not reinstalled
+LENT = re.compile(r"^(torch|torchvision|triton|nvidia-.*|cuda-.*)$")
+
+
+def lend_torch(site: Path, lent: Path):
+    """Links the lent distributions' top-level files and metadata into `lent`, put on the venv's path by a .pth
+    file: pip sees torch installed, and resolves and installs everything else itself."""
+    lent.mkdir()
+    for dist in md.distributions():
+        if not LENT.match(dist.metadata["Name"].lower().replace("_", "-")):
+            continue
+        for top in {f.parts[0] for f in dist.files if f.parts[0] != ".."}:
+            source = Path(dist.locate_file(top))
+            if source.exists() and not (lent / top).exists():
+                (lent / top).symlink_to(source)
+    (site / "lent-torch.pth").write_text(f"{lent}\n")
+
+
+@pytest.mark.slow
+def test_pip_install_e_alone_into_a_clean_venv_imports_every_module(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    site = Path(subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                        text=True).strip())
+    lend_torch(site, tmp_path / "lent")
+    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "-e", str(ROOT)], check=True,
+                   timeout=1200)
+    installed = subprocess.check_output([sys.executable, "-m", "pip", "--python", python, "list", "--format=freeze"],
+                                        text=True)
+    assert "pandas==" in installed and "papermill==" in installed  # resolved by pip, not lent
+    modules = sorted(".".join(p.relative_to(ROOT / "src").with_suffix("").parts).removesuffix(".__init__")
+                     for p in (ROOT / "src" / "lossnb").rglob("*.py"))
+    code = "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; print(sys.modules['lossnb'].__file__)"
+    imported = subprocess.run([python, "-c", code, *modules], capture_output=True, text=True, cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert imported.stdout.strip() == str(ROOT / "src" / "lossnb" / "__init__.py")
