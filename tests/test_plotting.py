@@ -145,3 +145,26 @@ def test_every_figure_is_drawn_at_the_page_width_with_all_its_ink_inside(curves)
         texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text().strip() and t.get_visible()]
         assert min(t.get_fontsize() for t in texts) >= 12, name
         plt.close(fig)
+
+
+def test_a_forest_stacks_a_contenders_comparisons_in_its_row_and_gives_each_baseline_one_marker():
+    from lossnb.plotting import forest
+
+    book_style()
+    diffs = {("x", "ce"): 0.011, ("x", "ls"): 0.012, ("y", "ce"): 0.013, ("y", "ls"): 0.014, ("x2", "ls"): 0.015}
+    table = pd.DataFrame([{"family": "one" if a != "x2" else "two", "a": a, "b": b, "seeds": 5, "mean diff": d,
+                           "ci low": d - 0.001, "ci high": d + 0.001, "verdict": "better"}
+                          for (a, b), d in diffs.items()])
+    fig = forest(table, {"x": "design x"}, 0.005)
+    first, second = fig.axes[:2]
+    assert [t.get_text() for t in first.get_yticklabels()] == ["design x", "y"]
+    marker = {}
+    for ax in (first, second):
+        for line in ax.get_lines():
+            x, y = line.get_data()
+            if len(x) == 1:  # a point: its difference in points names its comparison
+                pair = next(k for k, d in diffs.items() if abs(100 * d - x[0]) < 1e-9)
+                marker.setdefault(pair[1], set()).add(line.get_marker())
+                assert round(y[0]) == {"x": 0, "y": 1, "x2": 0}[pair[0]]  # in its contender's row
+    assert len(marker["ls"]) == 1 and marker["ls"] != marker["ce"]
+    plt.close(fig)

@@ -182,37 +182,53 @@ def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best
     return fig
 
 
+VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "undecided": "tab:gray",
+                   "not tested": "lightgray"}
+BASELINE_MARKERS = "osD^vPX*<>"
+
+
 def forest(comparisons, labels: dict[str, str], margin: float):
     """Each comparison of a plan (lossnb.plan.compare) as its difference a - b in points with the 95% CI, one
-    panel per family; the equivalence band ±margin shaded and zero drawn beneath the intervals. A long
-    comparison's label takes two lines, so the intervals keep most of the page's width."""
+    panel per family; the equivalence band ±margin shaded and zero drawn beneath the intervals. One row per
+    contender a, its comparisons stacked in it in one order of the baselines b, each b with its marker in every
+    panel (a grouped forest plot: a quarter of the height of one row per comparison)."""
     families = list(dict.fromkeys(comparisons["family"]))
-    names = [wrap_name(f"{labels.get(a, a)} − {labels.get(b, b)}", 30) for a, b in
-             zip(comparisons["a"], comparisons["b"])]
-    row = 0.55 if any("\n" in n for n in names) else 0.4
-    sizes = [int((comparisons["family"] == f).sum()) for f in families]
-    fig, axes = plt.subplots(len(families), 1, figsize=(PAGE_WIDTH, row * sum(sizes) + 1.1 * len(families) + 1.2),
-                             squeeze=False, gridspec_kw={"height_ratios": sizes})
-    colours = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "undecided": "tab:gray",
-               "not tested": "lightgray"}
-    for ax, family in zip(axes[:, 0], families):
-        mine = (comparisons["family"] == family).to_numpy()
-        block = comparisons[mine].reset_index(drop=True)
+    counts = comparisons["b"].value_counts()
+    baselines = sorted(dict.fromkeys(comparisons["b"]), key=lambda b: -counts[b])  # most compared-with first
+    markers = {b: BASELINE_MARKERS[i % len(BASELINE_MARKERS)] for i, b in enumerate(baselines)}
+    blocks = [comparisons[comparisons["family"] == f] for f in families]
+    slots = [int(block.groupby("a").size().max()) for block in blocks]
+    rows = [block["a"].nunique() for block in blocks]
+    heights = [n * (0.3 + 0.14 * k) + 0.55 for n, k in zip(rows, slots)]
+    legend_rows = 1 + -(-len(baselines) // 3)  # the verdicts in one row, the baselines in rows of three
+    fig, axes = plt.subplots(len(families), 1, figsize=(PAGE_WIDTH, sum(heights) + LEGEND_ROW * legend_rows + 0.7),
+                             squeeze=False, gridspec_kw={"height_ratios": heights})
+    for ax, family, block, k in zip(axes[:, 0], families, blocks, slots):
+        contenders = list(dict.fromkeys(block["a"]))
         ax.axvspan(-100 * margin, 100 * margin, color="tab:blue", alpha=0.08, zorder=0)
         ax.axvline(0, color="black", lw=0.8, zorder=1)
-        for y, r in block.iterrows():
-            colour = colours[r["verdict"]]
-            if r["seeds"] >= 2:
-                ax.plot([100 * r["ci low"], 100 * r["ci high"]], [y, y], color=colour, lw=2, zorder=3)
-            if r["seeds"]:
-                ax.plot([100 * r["mean diff"]], [y], "o", color=colour, zorder=4)
-        ax.set_yticks(range(len(block)), [n for n, m in zip(names, mine) if m])
-        ax.set_ylim(len(block) - 0.5, -0.5)
-        ax.set_title(wrap_name(family, 36), loc="left")
+        for row, a in enumerate(contenders):
+            mine = block[block["a"] == a].sort_values("b", key=lambda b: b.map(baselines.index))
+            for j, r in enumerate(mine.to_dict("records")):
+                y = row + (j - (len(mine) - 1) / 2) * 0.8 / max(k, 2)
+                colour = VERDICT_COLOURS[r["verdict"]]
+                if r["seeds"] >= 2:
+                    ax.plot([100 * r["ci low"], 100 * r["ci high"]], [y, y], color=colour, lw=2, zorder=3)
+                if r["seeds"]:
+                    ax.plot([100 * r["mean diff"]], [y], markers[r["b"]], color=colour, zorder=4)
+        ax.set_yticks(range(len(contenders)), [wrap_name(labels.get(a, a), 26) for a in contenders])
+        ax.set_ylim(len(contenders) - 0.5, -0.5)
+        ax.grid(axis="y", visible=False)
+        ax.set_title(wrap_name(family, 40), loc="left")
     axes[-1, 0].set_xlabel("a − b in best test accuracy (points), 95% CI")
-    handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in colours.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0.75 / fig.get_figheight(), 1, 1))
+    verdicts = [plt.Line2D([], [], color=c, lw=2, label=v) for v, c in VERDICT_COLOURS.items()]
+    against = [plt.Line2D([], [], color="black", marker=markers[b], ls="", label=f"− {labels.get(b, b)}")
+               for b in baselines]
+    top = LEGEND_ROW * (legend_rows - 1) / fig.get_figheight()
+    fig.add_artist(fig.legend(handles=verdicts, loc="lower center", bbox_to_anchor=(0.5, top), ncol=5,
+                              frameon=False, handlelength=1.2, columnspacing=1.0))
+    fig.legend(handles=against, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, (LEGEND_ROW * legend_rows + 0.15) / fig.get_figheight(), 1, 1))
     return fig
 
 
