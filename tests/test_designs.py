@@ -71,3 +71,24 @@ def test_a_designs_evidence_is_its_planned_comparisons_only(tmp_path):
     assert list(table["verdict"]) == ["better", "better"] and len(table) == 2
     assert lines == ["E-e2, complement LS ε=0.1: better than cross-entropy, MAE — it beats every baseline."]
     assert designs.evidence([load_plan(tmp_path / "plan.yaml")], runs, "capped_ce")[0].empty
+
+
+def test_the_eps_sweep_names_its_references_by_their_setting_and_the_design_by_its_name(tmp_path):
+    for seed in SEEDS[:3]:
+        write_synthetic_record(tmp_path, "ce", seed, 0.9, protocol="a")
+        write_synthetic_record(tmp_path, "label_smoothing", seed, 0.9, protocol="a", loss_params={"eps": 0.05})
+        for eps in (0.2, 0.3):
+            write_synthetic_record(tmp_path, "selfshaped_ls", seed, 0.9, protocol="a", loss_params={"eps": eps})
+        write_synthetic_record(tmp_path, "ce", seed, 0.9, protocol="b")  # no self-shaped LS: not in the sweep
+    runs, _ = load_runs(tmp_path)
+    sweep = designs.eps_sweep(runs, "selfshaped_ls", "label_smoothing-conventionuniform-eps0.05",
+                              "selfshaped_ls-eps0.2")
+    named = sweep.drop_duplicates("loss_tag").set_index("loss_tag")
+    assert named["loss name"].to_dict() == {"ce": "cross-entropy",
+                                            "label_smoothing-conventionuniform-eps0.05": "label smoothing ε=0.05",
+                                            "selfshaped_ls-eps0.2": "self-shaped LS", "selfshaped_ls-eps0.3":
+                                                "self-shaped LS"}
+    assert named["eps"].to_dict() == {"ce": 0.0, "label_smoothing-conventionuniform-eps0.05": 0.05,
+                                      "selfshaped_ls-eps0.2": 0.2, "selfshaped_ls-eps0.3": 0.3}
+    assert set(sweep["tag"]) == {"ce", "label_smoothing-conventionuniform-eps0.05", "selfshaped_ls-eps0.2"}
+    assert set(sweep["study"]) == {"a-e2"}

@@ -172,8 +172,8 @@ def eps_sweep(runs: pd.DataFrame, loss: str, ls_tag: str, chosen: str) -> pd.Dat
     sel = test.merge(studies, on=["study", "task"])
     sel = sel[(sel["loss"] == loss) | sel["loss_tag"].isin(["ce", ls_tag])]
     eps = [0.0 if t == "ce" else p.get("eps") for t, p in zip(sel["loss_tag"], sel["loss_params"])]
-    names = sel["loss_tag"].map(lambda t: "label smoothing ε=0.1" if t == ls_tag else
-                                ("cross-entropy" if t == "ce" else plain_name(loss)))
+    labels = labels_of(sel)  # the references by their setting; ``loss`` by its name alone, all its ε on one line
+    names = [plain_name(loss) if name == loss else labels[t] for t, name in zip(sel["loss_tag"], sel["loss"])]
     tags = sel["loss_tag"].where(sel["loss"] != loss, chosen)
     return sel.assign(eps=eps, tag=tags, **{"loss name": names})
 

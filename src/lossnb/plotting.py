@@ -2,6 +2,7 @@
 book can be checked for legibility), and font sizes that stay readable when a figure is shrunk to page width."""
 from __future__ import annotations
 
+import functools
 import zlib
 
 import matplotlib.pyplot as plt
@@ -49,19 +50,25 @@ OTHER_COLOURS = sns.color_palette("Dark2", 8).as_hex() + sns.color_palette("tab2
 
 def loss_colour(tag: str) -> str:
     """The colour of a loss (its tag, as in the records) in every figure of the book."""
-    from . import losses
-
     tag = tag.split("/")[-1]  # a plan of several tasks keys a loss "<task>/<tag>": the loss keeps its colour
     if tag in LOSS_COLOURS:
         return LOSS_COLOURS[tag]
-    fixed = {key.split("-")[0]: colour for key, colour in LOSS_COLOURS.items()}
+    fixed, others = _colour_order()
     name = tag.split("-")[0]
     if name in fixed:
         return fixed[name]
-    others = [n for n in losses.available() if n not in fixed]
     if name in others:
         return OTHER_COLOURS[others.index(name) % len(OTHER_COLOURS)]
     return OTHER_COLOURS[zlib.crc32(tag.encode()) % len(OTHER_COLOURS)]  # crc32: stable across processes
+
+
+@functools.cache
+def _colour_order() -> tuple[dict[str, str], list[str]]:
+    """({loss name: colour} of the fixed losses' other settings, the registry's other losses in order)."""
+    from . import losses
+
+    fixed = {key.split("-")[0]: colour for key, colour in LOSS_COLOURS.items()}
+    return fixed, [n for n in losses.available() if n not in fixed]
 
 
 def loss_palette(tags, labels: dict[str, str] | None = None) -> dict[str, str]:
@@ -135,6 +142,18 @@ def reliability_grid(bins_by_loss: dict, title: str, columns: int = 3, colours: 
     fig.supylabel("accuracy, share")
     fig.tight_layout(rect=(0, 1.0 / height, 1, 1))
     return fig
+
+
+def legend_height(count: int, columns: int) -> float:
+    """Inches a figure legend of ``count`` entries in rows of ``columns`` takes beneath the panels."""
+    return LEGEND_ROW * -(-count // columns) + 0.1
+
+
+def legend_beneath(fig, handles, labels, columns: int = 2) -> None:
+    """A figure legend in rows of ``columns`` beneath the panels, laid out above it (the figure's height has
+    room for it: ``legend_height``)."""
+    fig.tight_layout(rect=(0, legend_height(len(handles), columns) / fig.get_figheight(), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=columns, frameon=False)
 
 
 def wrap_name(name: str, width: int = 20) -> str:
@@ -257,17 +276,15 @@ def weight_curves(weights, reference: float, ylim: tuple[float, float]):
     """Each loss's weight relative to cross-entropy against p_t (lossnb.gradients.weights_of: 'loss' in words,
     'tag' for its colour), the reference line drawn beneath the curves so a loss lying on it stays visible."""
     names = list(dict.fromkeys(weights["loss"]))
-    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 3.6 + LEGEND_ROW * -(-len(names) // 2)))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 3.5 + legend_height(len(names), 2)))
     ax.axhline(reference, color="gray", lw=1, ls=":", zorder=0)
-    names = list(dict.fromkeys(weights["loss"]))
     colours = {name: loss_colour(tag) for name, tag in zip(weights["loss"], weights["tag"])}
     sns.lineplot(data=weights, x="p_t", y="weight", hue="loss", hue_order=names, style="loss", style_order=names,
                  palette=colours, ax=ax, lw=2)
     ax.set(ylim=ylim, xlabel="target probability $p_t$", ylabel="weight relative to CE")
     handles, labels = ax.get_legend_handles_labels()
     ax.get_legend().remove()
-    fig.tight_layout(rect=(0, (LEGEND_ROW * -(-len(names) // 2) + 0.1) / fig.get_figheight(), 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    legend_beneath(fig, handles, labels)
     return fig
 
 
@@ -277,7 +294,8 @@ def eps_sweep(sweep):
     its text its size, as studies gain records)."""
     colours = {name: loss_colour(tag) for name, tag in zip(sweep["loss name"], sweep["tag"])}
     keys = list(sweep[["study", "task"]].drop_duplicates().itertuples(index=False, name=None))
-    fig, axes = plt.subplots(len(keys), 2, figsize=(PAGE_WIDTH, 3.2 * len(keys) + 0.8), squeeze=False, sharex=True)
+    height = 3.2 * len(keys) + 0.2 + legend_height(len(colours), 3)
+    fig, axes = plt.subplots(len(keys), 2, figsize=(PAGE_WIDTH, height), squeeze=False, sharex=True)
     for row, (study, task) in zip(axes, keys):
         data = sweep[(sweep["study"] == study) & (sweep["task"] == task)]
         for ax, (metric, label) in zip(row, (("best_test_acc", "best test accuracy (%)"),
@@ -288,8 +306,7 @@ def eps_sweep(sweep):
             ax.set(xlabel=r"$\varepsilon$", ylabel=label, title=wrap_name(f"{study}, {task}", 26))
     handles, names = axes[0, 1].get_legend_handles_labels()
     axes[0, 1].get_legend().remove()
-    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
-    fig.legend(handles, names, loc="lower center", ncol=3, frameon=False)
+    legend_beneath(fig, handles, names, columns=3)
     return fig
 
 
@@ -315,8 +332,8 @@ def slice_panels(curves, groups: list[tuple[str, list[str]]], y: str, ylabel: st
     figures = []
     counts = sorted(curves["C"].unique())
     for title, group in groups:
-        legend_height = LEGEND_ROW * -(-len(group) // 2) + 0.1
-        fig, axes = plt.subplots(1, len(counts), figsize=(PAGE_WIDTH, 3.6 + legend_height), squeeze=False)
+        fig, axes = plt.subplots(1, len(counts), figsize=(PAGE_WIDTH, 3.6 + legend_height(len(group), 2)),
+                                 squeeze=False)
         for ax, c in zip(axes[0], counts):
             if reference is not None:
                 ax.axhline(reference, color="gray", lw=1, ls=":", zorder=0)
@@ -329,8 +346,7 @@ def slice_panels(curves, groups: list[tuple[str, list[str]]], y: str, ylabel: st
             if ylim:
                 ax.set_ylim(*ylim)
         handles, names = axes[0, 0].get_legend_handles_labels()
-        fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 1))
-        fig.legend(handles, names, loc="lower center", ncol=2, frameon=False)
+        legend_beneath(fig, handles, names)
         figures.append(fig)
     return figures
 
