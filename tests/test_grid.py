@@ -141,7 +141,8 @@ def test_a_failing_run_is_reported_and_the_others_complete(tmp_path):
 @pytest.mark.slow
 @needs_fmnist
 def test_a_killed_grid_leaves_no_trainer_and_resumes_its_pack_from_the_checkpoints(tmp_path):
-    grid = tiny(budget={"epochs": 3, "train_subset": 2048}, seeds=[0])
+    # epochs long enough that none finishes between the first checkpoint and the kill, on a fast CPU too
+    grid = tiny(budget={"epochs": 3, "train_subset": 8192}, seeds=[0])
     path, runs = write_grid(tmp_path, grid), tmp_path / "runs"
     cfgs = parse_grid(grid).runs
     files = [RunFiles.of(c, runs) for c in cfgs]
@@ -169,7 +170,7 @@ def test_a_killed_grid_leaves_no_trainer_and_resumes_its_pack_from_the_checkpoin
 @pytest.mark.slow
 @needs_fmnist
 def test_a_terminated_grid_stops_its_packs_reports_and_leaves_no_temporary_file(tmp_path):
-    grid = tiny(budget={"epochs": 3, "train_subset": 2048}, seeds=[0])
+    grid = tiny(budget={"epochs": 3, "train_subset": 8192}, seeds=[0])
     path, runs, temp = write_grid(tmp_path, grid), tmp_path / "runs", tmp_path / "tmp"
     temp.mkdir()
     files = [RunFiles.of(c, runs) for c in parse_grid(grid).runs]
