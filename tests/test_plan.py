@@ -206,9 +206,31 @@ def test_the_front_page_answer_names_a_design_that_beats_every_baseline_and_coun
     # capped: 2 better; self-shaped: 2 equivalent; complement: 2 undecided (see test_each_comparison...)
     assert "Of its 6 comparisons of designs: 2 better, 2 equivalent within ±0.5 points, 2 undecided." in text
     assert "6 planned runs complete" not in text and "42 of 42 planned runs complete" in text
-    assert "The report's ranking" not in text and "Ranking: not shown" in text
+    assert "The report's ranking" not in text and "Ranking: " in text and "The order as claimed is not shown." in text
     none = runs[runs["loss"] != "capped_ce"]
     assert answer.headline([plan], none).startswith("**Not yet")
+
+
+def test_the_front_page_says_what_is_not_tested_yet_and_lists_studies_without_runs_apart(study):
+    from lossnb import answer
+
+    plan, runs = study
+    two_seeds = runs[runs["seed"].isin(sorted(SEEDS)[:2])]
+    text = answer.study_answer(plan, two_seeds)
+    assert "comparisons of" not in text and "No contender" not in text  # nothing counted where nothing is tested
+    assert "Not tested yet (a comparison needs 3 seeds that trained of both its losses): designs; ranking." in text
+    listed = answer.studies([plan], runs.iloc[:0])
+    assert listed == f"- **Without runs yet**: {plan.title} ({plan.planned} planned runs)."
+    assert answer.studies([plan], runs).startswith(f"- **{plan.title[0].upper()}")
+
+
+def test_the_scope_names_each_network_at_the_lengths_it_has_complete_runs_of(study):
+    from lossnb import answer
+
+    plan, runs = study
+    assert "FashionMNIST only" in answer.scope([plan], runs)
+    assert "the report's ConvNet at 2 epochs" in answer.scope([plan], runs)
+    assert "no network has complete runs yet" in answer.scope([plan], runs.iloc[:0])
 
 
 def test_the_loss_table_gives_scipys_t_interval_over_trained_runs_and_names_the_failed_seeds(study):

@@ -157,7 +157,7 @@ def verdict_sentences(plan: Plan, comparisons: pd.DataFrame, labels: dict[str, s
     for family in plan.families:
         block = comparisons[comparisons["family"] == family.name]
         if family.kind == "ranking":
-            lines.append(_ranking_sentence(family.name, block, labels, margin))
+            lines.append(ranking_sentence(family.name, block, labels, margin))
             continue
         for a, rows in block.groupby("a", sort=False):
             lines.append(f"{labels.get(a, a)}: " + contender_words(rows, labels, margin))
@@ -174,7 +174,7 @@ def contender_words(rows: pd.DataFrame, labels: dict, margin: float) -> str:
     return "; ".join(parts) + (" — it beats every baseline." if beat_all else ".")
 
 
-def _ranking_sentence(name: str, rows: pd.DataFrame, labels: dict, margin: float) -> str:
+def ranking_sentence(name: str, rows: pd.DataFrame, labels: dict, margin: float) -> str:
     pairs = []
     for r in rows.to_dict("records"):
         a, b = labels.get(r["a"], r["a"]), labels.get(r["b"], r["b"])
