@@ -168,3 +168,18 @@ def test_a_forest_stacks_a_contenders_comparisons_in_its_row_and_gives_each_base
                 assert round(y[0]) == {"x": 0, "y": 1, "x2": 0}[pair[0]]  # in its contender's row
     assert len(marker["ls"]) == 1 and marker["ls"] != marker["ce"]
     plt.close(fig)
+
+
+def test_a_run_that_did_not_train_does_not_set_the_axis_of_those_that_did():
+    from lossnb.plotting import seed_dots
+
+    book_style()
+    runs = pd.DataFrame({"loss_tag": ["ce"] * 3 + ["poly1-epsilon1"] * 3 + ["arcface"] * 3, "status": "complete",
+                         "trained": [True, True, True, True, True, False, False, False, False],
+                         "best_test_acc": [0.86, 0.87, 0.88, 0.85, 0.86, 0.10, 0.12, 0.15, 0.13]})
+    fig = seed_dots(runs, ["ce", "poly1-epsilon1", "arcface"], {})
+    ax = fig.axes[0]
+    left, right = ax.get_xlim()
+    assert 10 < left < 85 and right > 88  # the trained runs' span, not 10 to 88
+    assert [t.get_text() for t in ax.texts] == ["10.0", "3 runs, 12.0–15.0"]  # their values, one label a row
+    plt.close(fig)

@@ -172,26 +172,29 @@ def split_off(tags: list[str], alone: tuple[str, ...] = ("mae",)) -> list[list[s
 
 def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best_test_acc",
               xlabel: str = "best test accuracy (%)"):
-    """Each loss a row: every seed's value as a dot in the loss's colour (a run that did not train as a cross; ``runs`` has the
-    ``trained`` column of lossnb.plan.study_runs), and the mean with its 95% t interval over trained runs as a
-    black bar. MAE, far below the rest, gets a panel of its own."""
+    """Each loss a row: every seed's value as a dot in the loss's colour, and the mean with its 95% t interval
+    over trained runs as a black bar (``runs`` has the ``trained`` column of lossnb.plan.study_runs). The axis
+    spans the trained runs; a run that did not train is a cross, or, below the axis, a left-pointing marker at
+    its edge with its value beside it (near chance, it would squeeze the rest into a sliver). MAE, far below
+    the rest, gets a panel of its own."""
     from .stats import mean_ci
 
     groups = split_off(tags)
     fig, axes = plt.subplots(1, len(groups), figsize=(PAGE_WIDTH, 0.45 * len(tags) + 1.6), squeeze=False,
                              gridspec_kw={"width_ratios": [3, 1][:len(groups)]})
     for ax, group in zip(axes[0], groups):
+        failed = []
         for y, tag in enumerate(group):
             mine = runs[(runs["loss_tag"] == tag) & (runs["status"] == "complete")]
             ok = mine[mine["trained"]]
             ax.scatter(100 * ok[metric], [y] * len(ok), s=22, color=loss_colour(tag), alpha=0.8, zorder=3)
-            bad = mine[~mine["trained"]]
-            ax.scatter(100 * bad[metric], [y] * len(bad), s=40, marker="x", color="black", zorder=3)
+            failed += [(y, 100 * v) for v in mine.loc[~mine["trained"], metric]]
             mean, low, high = mean_ci(100 * ok[metric].to_numpy(dtype=float))
             if len(ok) > 1:
                 ax.plot([low, high], [y, y], color="black", lw=2, zorder=4)
             if len(ok):
                 ax.plot([mean], [y], marker="|", markersize=14, color="black", zorder=5)
+        _mark_failed(ax, failed)
         ax.set_yticks(range(len(group)), [labels.get(t, t) for t in group])
         ax.set_ylim(len(group) - 0.5, -0.5)
         ax.set_xlabel(xlabel)
@@ -199,6 +202,28 @@ def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best
         axes[0][1].yaxis.tick_right()
     fig.tight_layout()
     return fig
+
+
+def _mark_failed(ax, failed: list[tuple[int, float]]) -> None:
+    """Runs that did not train: a cross at (value, row) inside the axis the trained runs span, else a marker at
+    its left edge labelled with the values of the row's runs below it."""
+    if not ax.has_data():  # no trained run: the failed ones set the axis
+        ax.scatter([v for _, v in failed], [y for y, _ in failed], s=40, marker="x", color="black", zorder=3)
+        return
+    left, right = ax.get_xlim()
+    below = {}
+    for y, value in failed:
+        if value >= left:
+            ax.scatter([value], [y], s=40, marker="x", color="black", zorder=3)
+        else:
+            below.setdefault(y, []).append(value)
+    for y, values in below.items():  # one marker a row, its runs' values in one label
+        values = sorted(values)
+        text = (", ".join(f"{v:.1f}" for v in values) if len(values) <= 2 else
+                f"{len(values)} runs, {values[0]:.1f}–{values[-1]:.1f}")
+        ax.plot([left], [y], marker="<", markersize=9, color="black", clip_on=False, zorder=5)
+        ax.annotate(text, (left, y), xytext=(8, 0), textcoords="offset points", va="center")
+    ax.set_xlim(left, right)
 
 
 VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "undecided": "tab:gray",
