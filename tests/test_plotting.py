@@ -183,3 +183,17 @@ def test_a_run_that_did_not_train_does_not_set_the_axis_of_those_that_did():
     assert 10 < left < 85 and right > 88  # the trained runs' span, not 10 to 88
     assert [t.get_text() for t in ax.texts] == ["10.0", "3 runs, 12.0–15.0"]  # their values, one label a row
     plt.close(fig)
+
+
+def test_where_no_run_trained_the_failed_runs_set_the_axis():
+    from lossnb.plotting import seed_dots
+
+    book_style()
+    runs = pd.DataFrame({"loss_tag": ["arcface"] * 2, "status": "complete", "trained": False,
+                         "best_test_acc": [0.10, 0.15]})
+    fig = seed_dots(runs, ["arcface"], {})
+    ax = fig.axes[0]
+    crosses = [c.get_offsets() for c in ax.collections]
+    assert sorted(float(x) for o in crosses for x, _ in o) == [10.0, 15.0]  # each run a cross at its accuracy
+    assert not ax.texts  # nothing is below an axis the failed runs set themselves
+    plt.close(fig)

@@ -80,8 +80,9 @@ def _capital(text: str) -> str:
 
 def studies(plans: list[Plan], runs: pd.DataFrame) -> str:
     """The front page's list: a bullet per study with complete runs, then the studies still without any."""
-    waiting = [plan for plan in plans if not (study_runs(plan, runs)["status"] == "complete").any()]
-    lines = [f"- {study_answer(plan, runs)}" for plan in plans if plan not in waiting]
+    has_runs = [(study_runs(plan, runs)["status"] == "complete").any() for plan in plans]
+    lines = [f"- {study_answer(plan, runs)}" for plan, ran in zip(plans, has_runs) if ran]
+    waiting = [plan for plan, ran in zip(plans, has_runs) if not ran]
     if waiting:
         lines.append("- **Without runs yet**: " + "; ".join(
             f"{plan.title} ({plan.planned} planned runs)" for plan in waiting) + ".")

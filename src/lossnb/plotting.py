@@ -205,25 +205,25 @@ def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best
 
 
 def _mark_failed(ax, failed: list[tuple[int, float]]) -> None:
-    """Runs that did not train: a cross at (value, row) inside the axis the trained runs span, else a marker at
-    its left edge labelled with the values of the row's runs below it."""
-    if not ax.has_data():  # no trained run: the failed ones set the axis
-        ax.scatter([v for _, v in failed], [y for y, _ in failed], s=40, marker="x", color="black", zorder=3)
-        return
+    """Runs that did not train: a cross at (value, row) inside the axis the trained runs span (anywhere where
+    no run trained), else a marker at the axis' left edge labelled with the values of the row's runs below it."""
+    trained = ax.has_data()
     left, right = ax.get_xlim()
-    below = {}
+    inside = [(y, v) for y, v in failed if not trained or v >= left]
+    below: dict[int, list[float]] = {}
     for y, value in failed:
-        if value >= left:
-            ax.scatter([value], [y], s=40, marker="x", color="black", zorder=3)
-        else:
+        if (y, value) not in inside:
             below.setdefault(y, []).append(value)
+    if inside:
+        ax.scatter([v for _, v in inside], [y for y, _ in inside], s=40, marker="x", color="black", zorder=3)
     for y, values in below.items():  # one marker a row, its runs' values in one label
         values = sorted(values)
         text = (", ".join(f"{v:.1f}" for v in values) if len(values) <= 2 else
                 f"{len(values)} runs, {values[0]:.1f}–{values[-1]:.1f}")
         ax.plot([left], [y], marker="<", markersize=9, color="black", clip_on=False, zorder=5)
         ax.annotate(text, (left, y), xytext=(8, 0), textcoords="offset points", va="center")
-    ax.set_xlim(left, right)
+    if trained:  # the markers and labels must not widen the trained runs' axis
+        ax.set_xlim(left, right)
 
 
 VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "undecided": "tab:gray",
