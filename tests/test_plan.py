@@ -249,6 +249,18 @@ def test_the_loss_table_gives_scipys_t_interval_over_trained_runs_and_names_the_
     assert list(study_tables.trained_runs(plan, runs)["loss_tag"].unique()) == plan.tags()
 
 
+def test_the_curves_hold_the_epochs_of_runs_that_trained_only(study, tmp_path):
+    from lossnb import study as study_tables
+
+    plan, _ = study
+    runs, curves = load_runs(tmp_path / "runs")
+    mine = study_tables.curves_of(plan, curves, runs)
+    mae = mine[mine["loss_tag"] == "mae"]
+    assert sorted(mae["seed"].unique()) == [1, 2, 3, 4, 5]  # seed 0 did not train: out of the means
+    assert len(mae) == 5 * 2  # every epoch of the others, once
+    assert set(mine["loss_tag"]) == set(plan.tags())
+
+
 def test_a_plan_written_after_its_runs_says_so_and_states_what_its_seeds_detect(study, tmp_path):
     from lossnb import study as study_tables
 

@@ -96,7 +96,7 @@ def learning_curves(curves, groups: list[tuple[str, list[str]]], title: str, lab
             sns.lineplot(data=sel, x="epoch", y=column, hue="loss", hue_order=order,
                          palette=loss_palette(group, labels), errorbar="sd", ax=ax, legend=ax is row[0])
             ax.set(xlabel="epoch", ylabel=ylabel, title=name)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))  # "0 50 100 150 200" stays legible
         losses = sel["test_loss"]
         if len(losses) and losses.max() > 50 * losses.min() > 0:
             row[1].set_yscale("log")
@@ -277,8 +277,9 @@ def forest(comparisons, labels: dict[str, str], margin: float):
 
 
 def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: int = 3):
-    """One small panel per loss: train and test accuracy (%) per epoch, mean over seeds; a gap that opens
-    says overfitting, a curve still rising at the end says the run had not converged."""
+    """One small panel per loss that has curves: train and test accuracy (%) per epoch, mean over seeds; a gap
+    that opens says overfitting, a curve still rising at the end says the run had not converged."""
+    tags = [t for t in tags if (curves["loss_tag"] == t).any()]  # a loss without curves gets no empty panel
     rows = -(-len(tags) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH, 2.6 * rows + 0.8), squeeze=False, sharex=True)
     for ax, tag in zip(axes.flat, tags):

@@ -87,15 +87,17 @@ def unplanned_tables(runs: pd.DataFrame, split: str = "test") -> list[tuple[str,
     return tables
 
 
-def curves_of(plan: Plan, curves: pd.DataFrame) -> pd.DataFrame:
-    """The per-epoch rows of the plan's study and task."""
-    return plan.select(curves)
+def curves_of(plan: Plan, curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch rows of the plan's runs that trained: a run that did not train is kept out of the curves'
+    means as out of the plan's (the seed dots show it)."""
+    trained = trained_runs(plan, runs)[["loss_tag", "seed"]]
+    return plan.select(curves).merge(trained, on=["loss_tag", "seed"])
 
 
-def panels_present(plan: Plan, curves: pd.DataFrame) -> list[tuple[str, list[str]]]:
-    """The plan's figure panels (Plan.panels) holding only the losses its study's ``curves`` have, empty panels
+def panels_present(plan: Plan, mine: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """The plan's figure panels (Plan.panels) holding only the losses ``mine`` (curves_of) has, empty panels
     dropped."""
-    present = set(curves_of(plan, curves)["loss_tag"])
+    present = set(mine["loss_tag"])
     panels = [(title, [t for t in tags if t in present]) for title, tags in plan.panels()]
     return [(title, tags) for title, tags in panels if tags]
 
