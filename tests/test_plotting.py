@@ -197,3 +197,23 @@ def test_where_no_run_trained_the_failed_runs_set_the_axis():
     assert sorted(float(x) for o in crosses for x, _ in o) == [10.0, 15.0]  # each run a cross at its accuracy
     assert not ax.texts  # nothing is below an axis the failed runs set themselves
     plt.close(fig)
+
+
+def test_an_interval_is_drawn_from_three_seeds_on_as_the_plans_tests_need():
+    from lossnb.plotting import forest, seed_dots
+
+    book_style()
+    runs = pd.DataFrame({"loss_tag": ["ce"] * 3 + ["poly1-epsilon1"] * 2, "status": "complete", "trained": True,
+                         "best_test_acc": [0.86, 0.87, 0.88, 0.85, 0.88]})
+    fig = seed_dots(runs, ["ce", "poly1-epsilon1"], {})
+    bars = [line.get_xdata() for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 2]
+    assert len(bars) == 1 and bars[0][0] < 86 and bars[0][1] > 88  # ce's interval only; from 2 seeds none
+    assert fig.axes[0].get_xlim()[1] < 90  # Poly-1's t interval with 1 df (to ~105%) does not set the axis
+    plt.close(fig)
+    table = pd.DataFrame({"family": "f", "a": "x", "b": ["ce", "poly1"], "seeds": [3, 2], "mean diff": [0.01, 0.0],
+                          "ci low": [0.0, -0.2], "ci high": [0.02, 0.2], "verdict": ["undecided", "not tested"]})
+    fig = forest(table, {}, 0.005)
+    spans = [line.get_xdata() for line in fig.axes[0].get_lines()
+             if len(line.get_xdata()) == 2 and line.get_ydata()[0] == line.get_ydata()[1]]
+    assert [list(s) for s in spans] == [[0.0, 2.0]]  # the tested comparison's interval, in points
+    plt.close(fig)

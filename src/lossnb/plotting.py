@@ -173,11 +173,13 @@ def split_off(tags: list[str], alone: tuple[str, ...] = ("mae",)) -> list[list[s
 def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best_test_acc",
               xlabel: str = "best test accuracy (%)"):
     """Each loss a row: every seed's value as a dot in the loss's colour, and the mean with its 95% t interval
-    over trained runs as a black bar (``runs`` has the ``trained`` column of lossnb.plan.study_runs). The axis
+    over trained runs as a black bar, the interval from stats.LEAST_PAIRS trained seeds on (from two, t with one
+    degree of freedom spans tens of points and would set the axis) (``runs`` has the ``trained`` column of
+    lossnb.plan.study_runs). The axis
     spans the trained runs; a run that did not train is a cross, or, below the axis, a left-pointing marker at
     its edge with its value beside it (near chance, it would squeeze the rest into a sliver). MAE, far below
     the rest, gets a panel of its own."""
-    from .stats import mean_ci
+    from .stats import LEAST_PAIRS, mean_ci
 
     groups = split_off(tags)
     fig, axes = plt.subplots(1, len(groups), figsize=(PAGE_WIDTH, 0.45 * len(tags) + 1.6), squeeze=False,
@@ -190,7 +192,7 @@ def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best
             ax.scatter(100 * ok[metric], [y] * len(ok), s=22, color=loss_colour(tag), alpha=0.8, zorder=3)
             failed += [(y, 100 * v) for v in mine.loc[~mine["trained"], metric]]
             mean, low, high = mean_ci(100 * ok[metric].to_numpy(dtype=float))
-            if len(ok) > 1:
+            if len(ok) >= LEAST_PAIRS:
                 ax.plot([low, high], [y, y], color="black", lw=2, zorder=4)
             if len(ok):
                 ax.plot([mean], [y], marker="|", markersize=14, color="black", zorder=5)
@@ -235,7 +237,10 @@ def forest(comparisons, labels: dict[str, str], margin: float):
     """Each comparison of a plan (lossnb.plan.compare) as its difference a - b in points with the 95% CI, one
     panel per family; the equivalence band ±margin shaded and zero drawn beneath the intervals. One row per
     contender a, its comparisons stacked in it in one order of the baselines b, each b with its marker in every
-    panel (a grouped forest plot: a quarter of the height of one row per comparison)."""
+    panel (a grouped forest plot: a quarter of the height of one row per comparison). A comparison on fewer
+    seeds than a test needs is its mean difference alone."""
+    from .stats import LEAST_PAIRS
+
     families = list(dict.fromkeys(comparisons["family"]))
     counts = comparisons["b"].value_counts()
     baselines = sorted(dict.fromkeys(comparisons["b"]), key=lambda b: -counts[b])  # most compared-with first
@@ -256,7 +261,7 @@ def forest(comparisons, labels: dict[str, str], margin: float):
             for j, r in enumerate(mine.to_dict("records")):
                 y = row + (j - (len(mine) - 1) / 2) * 0.8 / max(k, 2)
                 colour = VERDICT_COLOURS[r["verdict"]]
-                if r["seeds"] >= 2:
+                if r["seeds"] >= LEAST_PAIRS:  # an untested comparison: its mean only (see seed_dots)
                     ax.plot([100 * r["ci low"], 100 * r["ci high"]], [y, y], color=colour, lw=2, zorder=3)
                 if r["seeds"]:
                     ax.plot([100 * r["mean diff"]], [y], markers[r["b"]], color=colour, zorder=4)

@@ -25,17 +25,20 @@ def holm(p) -> np.ndarray:
     return adjusted
 
 
+LEAST_PAIRS = 3  # the fewest seeds a test (and a drawn interval) is computed from: from 2, t has 1 degree of freedom
+
+
 def paired_t(diff) -> float:
     """Two-sided p of the paired t-test on differences a - b (scipy.stats.ttest_1samp against 0); NaN below 3."""
     diff = np.asarray(diff, dtype=float)
-    return float(stats.ttest_1samp(diff, 0.0).pvalue) if len(diff) > 2 else np.nan
+    return float(stats.ttest_1samp(diff, 0.0).pvalue) if len(diff) >= LEAST_PAIRS else np.nan
 
 
 def tost(diff, margin: float) -> float:
     """p of two one-sided paired t-tests that the mean difference lies inside (-margin, +margin): the larger of
     the two one-sided p-values (Schuirmann 1987). Small p: equivalent within the margin. NaN below 3 pairs."""
     diff = np.asarray(diff, dtype=float)
-    if len(diff) < 3:
+    if len(diff) < LEAST_PAIRS:
         return np.nan
     above = stats.ttest_1samp(diff, -margin, alternative="greater").pvalue
     below = stats.ttest_1samp(diff, margin, alternative="less").pvalue
