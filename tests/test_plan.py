@@ -261,6 +261,29 @@ def test_the_curves_hold_the_epochs_of_runs_that_trained_only(study, tmp_path):
     assert set(mine["loss_tag"]) == set(plan.tags())
 
 
+@pytest.mark.parametrize("uniform", [True, False])
+def test_a_run_that_did_not_train_is_read_from_its_record(study, tmp_path, uniform):
+    import torch
+    import torch.nn.functional as F
+
+    from lossnb.failures import failure_table
+    from lossnb.trainer import records
+
+    plan, _ = study
+    uniform_ce = float(F.cross_entropy(torch.zeros(1, 10), torch.tensor([3])))  # every class 1/10
+    metrics = next((tmp_path / "runs").glob("**/mae/seed0/metrics.csv"))
+    rows = [{c: 0.0 for c in records.METRIC_COLUMNS} | {"epoch": e, "train_acc": acc, "test_acc": 0.05,
+                                                         "test_loss": uniform_ce if uniform else 2.9}
+            for e, acc in enumerate([0.25, 0.1])]  # above twice chance in epoch 1, at chance from epoch 2
+    records.write_metrics(metrics, rows)
+    runs, curves = load_runs(tmp_path / "runs")
+    table = failure_table(plan, runs, curves, {"mae": "MAE"})
+    assert list(table.index) == [("MAE", 0)]  # the one run below twice chance
+    row = table.iloc[0]
+    assert row["train acc at chance from epoch"] == 2
+    assert ("uniform to 4 digits" in row["reading"]) == uniform
+
+
 def test_a_plan_written_after_its_runs_says_so_and_states_what_its_seeds_detect(study, tmp_path):
     from lossnb import study as study_tables
 

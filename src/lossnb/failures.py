@@ -1,0 +1,54 @@
+"""Runs that did not train, and what their records say about why: from which epoch their training accuracy
+stayed below the plan's threshold, and whether their last test cross-entropy is log C, the cross-entropy of a
+uniform output (every class given the same probability), which says the network's scores no longer depend on
+its input. The test loss is cross-entropy on the model's raw output whatever the training loss or head, so one
+criterion serves every run."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .data.datasets import DATASETS
+from .plan import Plan, study_runs
+
+COLUMNS = ["loss", "seed", "best test acc %", "train acc at chance from epoch", "last test cross-entropy", "log C",
+           "reading"]
+UNIFORM_TOLERANCE = 1e-4  # relative: the records keep six significant digits; any trained run is far from log C
+
+
+def at_chance_from(train_acc: pd.Series, threshold: float) -> int | None:
+    """The first epoch (1 = the first) from which every later epoch's training accuracy is below
+    ``threshold``; None where the last one is not."""
+    above = (train_acc.to_numpy() >= threshold).nonzero()[0]
+    if len(above) == len(train_acc):
+        return None
+    return 1 if not len(above) else int(above[-1]) + 2
+
+
+def failure_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """One row per complete run of the plan that did not train: its best test accuracy, the epoch from which
+    its training accuracy stayed below the plan's threshold, its last test cross-entropy beside log C, and
+    what those say."""
+    mine = study_runs(plan, runs)
+    failed = mine[~mine["trained"] & (mine["status"] == "complete")]
+    epochs = plan.select(curves)
+    rows = []
+    for run in failed.to_dict("records"):
+        curve = epochs[(epochs["loss_tag"] == run["loss_tag"]) & (epochs["seed"] == run["seed"])].sort_values("epoch")
+        classes = DATASETS[run["dataset"]]["classes"]
+        start = at_chance_from(curve["train_acc"], plan.did_not_train_below / classes)
+        last = float(curve["test_loss"].iloc[-1])
+        rows.append({"loss": labels.get(run["loss_tag"], run["loss_tag"]), "seed": run["seed"],
+                     "best test acc %": round(100 * run["best_test_acc"], 2),
+                     "train acc at chance from epoch": start, "last test cross-entropy": last,
+                     "log C": round(math.log(classes), 5), "reading": _reading(start, last, classes)})
+    return pd.DataFrame(rows, columns=COLUMNS).set_index(["loss", "seed"])
+
+
+def _reading(start: int | None, last: float, classes: int) -> str:
+    text = ("training accuracy above the threshold at the end" if start is None else
+            f"training accuracy at chance from epoch {start}")
+    if abs(last - math.log(classes)) <= UNIFORM_TOLERANCE * math.log(classes):
+        return text + "; at the end, its output uniform to 4 digits (test cross-entropy log C): it all but ignores the image"
+    return text + "; its output at the end not uniform"
