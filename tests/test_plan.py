@@ -280,8 +280,22 @@ def test_a_run_that_did_not_train_is_read_from_its_record(study, tmp_path, unifo
     table = failure_table(plan, runs, curves, {"mae": "MAE"})
     assert list(table.index) == [("MAE", 0)]  # the one run below twice chance
     row = table.iloc[0]
-    assert row["train acc at chance from epoch"] == 2
+    assert row["train acc at chance from epoch"] == 2 and row["the plan counts it as"].startswith("did not train")
     assert ("uniform to 4 digits" in row["reading"]) == uniform
+
+
+def test_a_run_that_collapsed_after_training_is_listed_and_still_counted_as_the_plan_says(study, tmp_path):
+    from lossnb.failures import failure_table
+
+    plan, _ = study
+    name, params, accs = ACC["complement"]
+    write_synthetic_record(tmp_path / "runs", name, 5, float(accs[5]), final=0.1, loss_params=params)
+    runs, curves = load_runs(tmp_path / "runs")
+    table = failure_table(plan, runs, curves, {})
+    collapsed = table.loc[("complement_ls-eps0.1", 5)]  # best accuracy above twice chance, final at chance
+    assert collapsed["the plan counts it as"].startswith("trained")
+    assert collapsed["best test acc %"] == round(100 * accs[5], 2)
+    assert len(table) == 2  # and MAE's seed 0, which did not train
 
 
 def test_a_plan_written_after_its_runs_says_so_and_states_what_its_seeds_detect(study, tmp_path):
