@@ -1,5 +1,5 @@
-"""Runs that did not train or that collapsed after training, and what their records say about why: from which epoch their training accuracy
-stayed below the plan's threshold, and whether their last test cross-entropy is log C, the cross-entropy of a
+"""Runs that did not train or that collapsed after training, and what their records say about why: from which
+epoch their training accuracy stayed below the plan's threshold, and whether their last test cross-entropy is log C, the cross-entropy of a
 uniform output (every class given the same probability), which says the network's scores no longer depend on
 its input. The test loss is cross-entropy on the model's raw output whatever the training loss or head, so one
 criterion serves every run."""
@@ -32,15 +32,14 @@ def failure_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: 
     counts it, its best test accuracy, the epoch from which its training accuracy stayed below the threshold,
     its last test cross-entropy beside log C, and what those say."""
     mine = study_runs(plan, runs)
-    classes = mine["dataset"].map(lambda name: DATASETS[name]["classes"])
-    ended_low = mine["final_test_acc"] < plan.did_not_train_below / classes
-    shown = mine[(mine["status"] == "complete") & (~mine["trained"] | ended_low)]
+    threshold = plan.did_not_train_below / mine["dataset"].map(lambda name: DATASETS[name]["classes"])
+    shown = mine[(mine["status"] == "complete") & (~mine["trained"] | (mine["final_test_acc"] < threshold))]
     epochs = plan.select(curves)
     rows = []
-    for run in shown.to_dict("records"):
+    for run, low in zip(shown.to_dict("records"), threshold[shown.index]):
         curve = epochs[(epochs["loss_tag"] == run["loss_tag"]) & (epochs["seed"] == run["seed"])].sort_values("epoch")
         classes = DATASETS[run["dataset"]]["classes"]
-        start = at_chance_from(curve["train_acc"], plan.did_not_train_below / classes)
+        start = at_chance_from(curve["train_acc"], low)
         last = float(curve["test_loss"].iloc[-1])
         counted = ("trained: its best epoch came before the collapse" if run["trained"] else
                    "did not train: kept out")
