@@ -298,6 +298,44 @@ def test_a_run_that_collapsed_after_training_is_listed_and_still_counted_as_the_
     assert len(table) == 2  # and MAE's seed 0, which did not train
 
 
+def test_a_collapsed_run_counts_in_the_plan_but_not_in_the_curves_or_calibration(study, tmp_path):
+    from lossnb import study as study_tables
+
+    plan, _ = study
+    name, params, accs = ACC["complement"]
+    write_synthetic_record(tmp_path / "runs", name, 5, float(accs[5]), final=0.1, loss_params=params)
+    runs, curves = load_runs(tmp_path / "runs")
+    complement = "complement_ls-eps0.1"
+    trained = study_tables.trained_runs(plan, runs)
+    assert 5 in set(trained[trained["loss_tag"] == complement]["seed"])  # the plan reads its best accuracy
+    pictured = study_tables.pictured_runs(plan, runs)
+    assert sorted(pictured[pictured["loss_tag"] == complement]["seed"]) == [0, 1, 2, 3, 4]
+    assert sorted(pictured[pictured["loss_tag"] == "mae"]["seed"]) == [1, 2, 3, 4, 5]  # did not train: out too
+    mine = study_tables.curves_of(plan, curves, runs)
+    assert sorted(mine[mine["loss_tag"] == complement]["seed"].unique()) == [0, 1, 2, 3, 4]
+
+
+def test_each_failed_run_gets_a_panel_of_its_own_epochs_with_chance_drawn(study, tmp_path):
+    import pandas as pd
+
+    from lossnb.failures import failure_figure
+
+    plan, _ = study
+    name, params, accs = ACC["complement"]
+    run_dir = write_synthetic_record(tmp_path / "runs", name, 5, float(accs[5]), final=0.1, loss_params=params)
+    runs, curves = load_runs(tmp_path / "runs")
+    fig = failure_figure(plan, runs, curves, {"mae": "MAE", "complement_ls-eps0.1": "compl."})
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert sorted(ax.get_title() for ax in shown) == ["MAE, seed 0", "compl., seed 5"]
+    panel = next(ax for ax in shown if ax.get_title().endswith("seed 5"))
+    on_disk = pd.read_csv(run_dir / "metrics.csv")
+    test_line = next(line for line in panel.get_lines() if line.get_label() == "test")
+    assert list(test_line.get_ydata()) == pytest.approx(list(100 * on_disk["test_acc"]))
+    chance = next(line for line in panel.get_lines() if line.get_label() == "chance")
+    assert list(chance.get_ydata()) == [10.0, 10.0]  # FashionMNIST: 10 classes
+    assert failure_figure(plan, runs[runs["loss"] == "ce"], curves, {}) is None
+
+
 def test_a_plan_written_after_its_runs_says_so_and_states_what_its_seeds_detect(study, tmp_path):
     from lossnb import study as study_tables
 

@@ -26,20 +26,35 @@ def at_chance_from(train_acc: pd.Series, threshold: float) -> int | None:
     return 1 if not len(above) else int(above[-1]) + 2
 
 
-def failure_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
-    """One row per complete run of the plan that did not train or that ended below the plan's threshold (a run
-    that collapsed after it trained, which the plan, reading best accuracy, counts as trained): how the plan
-    counts it, its best test accuracy, the epoch from which its training accuracy stayed below the threshold,
-    its last test cross-entropy beside log C, and what those say."""
+def chance_threshold(plan: Plan, sel: pd.DataFrame) -> pd.Series:
+    """For each run of ``sel``: the plan's threshold, ``did_not_train_below`` times chance (1 / classes)."""
+    return plan.did_not_train_below / sel["dataset"].map(lambda name: DATASETS[name]["classes"])
+
+
+def failed_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
+    """The complete runs of the plan that did not train or that ended below the plan's threshold, with that
+    threshold in a ``chance_threshold`` column."""
     mine = study_runs(plan, runs)
-    threshold = plan.did_not_train_below / mine["dataset"].map(lambda name: DATASETS[name]["classes"])
-    shown = mine[(mine["status"] == "complete") & (~mine["trained"] | (mine["final_test_acc"] < threshold))]
+    mine = mine.assign(chance_threshold=chance_threshold(plan, mine))
+    return mine[(mine["status"] == "complete") & (~mine["trained"] | (mine["final_test_acc"] < mine["chance_threshold"]))]
+
+
+def collapsed(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
+    """The failed runs the plan counts as trained: they passed the threshold, then fell back below it."""
+    failed = failed_runs(plan, runs)
+    return failed[failed["trained"]]
+
+
+def failure_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """One row per failed run (failed_runs): how the plan counts it, its best test accuracy, the epoch from which
+    its training accuracy stayed below the threshold, its last test cross-entropy beside log C, and what those
+    say."""
     epochs = plan.select(curves)
     rows = []
-    for run, low in zip(shown.to_dict("records"), threshold[shown.index]):
+    for run in failed_runs(plan, runs).to_dict("records"):
         curve = epochs[(epochs["loss_tag"] == run["loss_tag"]) & (epochs["seed"] == run["seed"])].sort_values("epoch")
         classes = DATASETS[run["dataset"]]["classes"]
-        start = at_chance_from(curve["train_acc"], low)
+        start = at_chance_from(curve["train_acc"], run["chance_threshold"])
         last = float(curve["test_loss"].iloc[-1])
         counted = ("trained: its best epoch came before the collapse" if run["trained"] else
                    "did not train: kept out")
@@ -49,6 +64,29 @@ def failure_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: 
                      "last test cross-entropy": last, "log C": round(math.log(classes), 5),
                      "reading": _reading(start, last, classes)})
     return pd.DataFrame(rows, columns=COLUMNS).set_index(["loss", "seed"])
+
+
+def failure_curves(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """The per-epoch rows of each failed run, its ``loss_tag`` replaced by "loss, seed N" so that
+    plotting.train_test_curves draws one panel per run."""
+    failed = failed_runs(plan, runs)[["loss_tag", "seed"]]
+    rows = plan.select(curves).merge(failed, on=["loss_tag", "seed"])
+    named = [f"{labels.get(tag, tag)}, seed {seed}" for tag, seed in zip(rows["loss_tag"], rows["seed"])]
+    return rows.assign(loss_tag=named)
+
+
+def failure_figure(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str]):
+    """Train and test accuracy per epoch of each failed run, a panel each in failure_table's order, with chance
+    dotted; None where no run failed."""
+    from .plotting import train_test_curves
+
+    failed = failed_runs(plan, runs)
+    if not len(failed):
+        return None
+    rows = failure_curves(plan, runs, curves, labels)
+    names = [f"{labels.get(tag, tag)}, seed {seed}" for tag, seed in zip(failed["loss_tag"], failed["seed"])]
+    classes = {DATASETS[name]["classes"] for name in failed["dataset"]}
+    return train_test_curves(rows, names, {}, chance=1 / classes.pop() if len(classes) == 1 else None)
 
 
 def _reading(start: int | None, last: float, classes: int) -> str:

@@ -281,9 +281,11 @@ def forest(comparisons, labels: dict[str, str], margin: float):
     return fig
 
 
-def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: int = 3):
+def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: int = 3,
+                      chance: float | None = None):
     """One small panel per loss that has curves: train and test accuracy (%) per epoch, mean over seeds; a gap
-    that opens says overfitting, a curve still rising at the end says the run had not converged."""
+    that opens says overfitting, a curve still rising at the end says the run had not converged. ``chance``
+    (an accuracy, 0 to 1) draws a dotted line there in every panel."""
     tags = [t for t in tags if (curves["loss_tag"] == t).any()]  # a loss without curves gets no empty panel
     rows = -(-len(tags) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH, 2.6 * rows + 0.8), squeeze=False, sharex=True)
@@ -291,12 +293,14 @@ def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: 
         mine = curves[curves["loss_tag"] == tag].groupby("epoch")[["train_acc", "test_acc"]].mean()
         ax.plot(mine.index + 1, 100 * mine["train_acc"], color="tab:orange", label="train")
         ax.plot(mine.index + 1, 100 * mine["test_acc"], color="tab:blue", label="test")
+        if chance is not None:
+            ax.axhline(100 * chance, color="grey", linestyle=":", label="chance")
         ax.set_title(wrap_name(labels.get(tag, tag), 18))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
     for ax in axes.flat[len(tags):]:
         ax.set_visible(False)
     handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper right", ncol=2, frameon=False)
+    fig.legend(handles, names, loc="upper right", ncol=len(names), frameon=False)
     fig.supxlabel("epoch")
     fig.supylabel("accuracy (%)")
     fig.tight_layout(rect=(0, 0, 1, 0.96))

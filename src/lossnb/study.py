@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .failures import collapsed
 from .plan import Plan, study_runs
 
 POINTS = 100  # accuracies are fractions in records and points (%) on the page
@@ -87,11 +88,22 @@ def unplanned_tables(runs: pd.DataFrame, split: str = "test") -> list[tuple[str,
     return tables
 
 
+def pictured_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs the curve and calibration figures average: those that trained, less those that collapsed after
+    training (failures.collapsed). The plan's tables count a collapsed run as trained, by its best accuracy; a
+    figure of means shows what a working run does, and the failure table shows each collapsed run apart."""
+    sel = trained_runs(plan, runs)
+    out = collapsed(plan, runs)[["loss_tag", "seed"]]
+    keep = ~pd.MultiIndex.from_frame(sel[["loss_tag", "seed"]]).isin(pd.MultiIndex.from_frame(out))
+    return sel[keep]
+
+
 def curves_of(plan: Plan, curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """The per-epoch rows of the plan's runs that trained: a run that did not train is kept out of the curves'
-    means as out of the plan's (the seed dots show it)."""
-    trained = trained_runs(plan, runs)[["loss_tag", "seed"]]
-    return plan.select(curves).merge(trained, on=["loss_tag", "seed"])
+    """The per-epoch rows of the plan's pictured runs (pictured_runs): a run that did not train is out of the
+    curves' means as out of the plan's (the seed dots show it), and so is one that collapsed (the failure
+    table and its curves show it)."""
+    pictured = pictured_runs(plan, runs)[["loss_tag", "seed"]]
+    return plan.select(curves).merge(pictured, on=["loss_tag", "seed"])
 
 
 def panels_present(plan: Plan, mine: pd.DataFrame) -> list[tuple[str, list[str]]]:
