@@ -326,8 +326,9 @@ def test_each_failed_run_gets_a_panel_of_its_own_epochs_with_chance_drawn(study,
     runs, curves = load_runs(tmp_path / "runs")
     fig = failure_figure(plan, runs, curves, {"mae": "MAE", "complement_ls-eps0.1": "compl."})
     shown = [ax for ax in fig.axes if ax.get_visible()]
-    assert sorted(ax.get_title() for ax in shown) == ["MAE, seed 0", "compl., seed 5"]
+    assert sorted(ax.get_title() for ax in shown) == ["MAE\nseed 0", "compl.\nseed 5"]
     panel = next(ax for ax in shown if ax.get_title().endswith("seed 5"))
+    assert panel.get_ylim() == (0, 100)  # every failed run on one scale
     on_disk = pd.read_csv(run_dir / "metrics.csv")
     test_line = next(line for line in panel.get_lines() if line.get_label() == "test")
     assert list(test_line.get_ydata()) == pytest.approx(list(100 * on_disk["test_acc"]))

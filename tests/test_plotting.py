@@ -22,6 +22,7 @@ def test_panels_hold_at_most_eight_losses_the_first_ones_first():
 def test_wrapped_titles():
     wrapped = wrap_name("capped CE p_cap=0.97, sharpness=10", width=20)
     assert wrapped == "capped CE\np_cap=0.97,\nsharpness=10"
+    assert wrap_name("focal γ=2\nseed 789", width=20) == "focal γ=2\nseed 789"  # a break given is kept
 
 
 @pytest.fixture

@@ -67,11 +67,11 @@ def failure_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: 
 
 
 def failure_curves(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
-    """The per-epoch rows of each failed run, its ``loss_tag`` replaced by "loss, seed N" so that
+    """The per-epoch rows of each failed run, its ``loss_tag`` replaced by "loss / seed N" (two lines) so that
     plotting.train_test_curves draws one panel per run."""
     failed = failed_runs(plan, runs)[["loss_tag", "seed"]]
     rows = plan.select(curves).merge(failed, on=["loss_tag", "seed"])
-    named = [f"{labels.get(tag, tag)}, seed {seed}" for tag, seed in zip(rows["loss_tag"], rows["seed"])]
+    named = [_panel_name(tag, seed, labels) for tag, seed in zip(rows["loss_tag"], rows["seed"])]
     return rows.assign(loss_tag=named)
 
 
@@ -84,9 +84,14 @@ def failure_figure(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels:
     if not len(failed):
         return None
     rows = failure_curves(plan, runs, curves, labels)
-    names = [f"{labels.get(tag, tag)}, seed {seed}" for tag, seed in zip(failed["loss_tag"], failed["seed"])]
+    names = [_panel_name(tag, seed, labels) for tag, seed in zip(failed["loss_tag"], failed["seed"])]
     classes = {DATASETS[name]["classes"] for name in failed["dataset"]}
-    return train_test_curves(rows, names, {}, chance=1 / classes.pop() if len(classes) == 1 else None)
+    return train_test_curves(rows, names, {}, chance=1 / classes.pop() if len(classes) == 1 else None,
+                             ylim=(0, 100))  # one scale: a fall from 60% and a flicker at 12% look as they are
+
+
+def _panel_name(tag: str, seed: int, labels: dict[str, str]) -> str:
+    return f"{labels.get(tag, tag)}\nseed {seed}"
 
 
 def _reading(start: int | None, last: float, classes: int) -> str:

@@ -157,10 +157,11 @@ def legend_beneath(fig, handles, labels, columns: int = 2) -> None:
 
 
 def wrap_name(name: str, width: int = 20) -> str:
-    """A loss in words broken at spaces into lines of at most ``width`` characters (narrow panel titles)."""
+    """A loss in words broken at spaces into lines of at most ``width`` characters (narrow panel titles); a line
+    break already in ``name`` is kept."""
     import textwrap
 
-    return "\n".join(textwrap.wrap(name, width)) or name
+    return "\n".join(part for line in name.split("\n") for part in textwrap.wrap(line, width)) or name
 
 
 def split_off(tags: list[str], alone: tuple[str, ...] = ("mae",)) -> list[list[str]]:
@@ -282,10 +283,10 @@ def forest(comparisons, labels: dict[str, str], margin: float):
 
 
 def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: int = 3,
-                      chance: float | None = None):
+                      chance: float | None = None, ylim: tuple[float, float] | None = None):
     """One small panel per loss that has curves: train and test accuracy (%) per epoch, mean over seeds; a gap
     that opens says overfitting, a curve still rising at the end says the run had not converged. ``chance``
-    (an accuracy, 0 to 1) draws a dotted line there in every panel."""
+    (an accuracy, 0 to 1) draws a dotted line there in every panel; ``ylim`` (in %) fixes every panel's axis."""
     tags = [t for t in tags if (curves["loss_tag"] == t).any()]  # a loss without curves gets no empty panel
     rows = -(-len(tags) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH, 2.6 * rows + 0.8), squeeze=False, sharex=True)
@@ -296,6 +297,8 @@ def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: 
         if chance is not None:
             ax.axhline(100 * chance, color="grey", linestyle=":", label="chance")
         ax.set_title(wrap_name(labels.get(tag, tag), 18))
+        if ylim is not None:
+            ax.set_ylim(*ylim)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
     for ax in axes.flat[len(tags):]:
         ax.set_visible(False)
