@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from scipy.stats import gmean, gstd  # noqa: E402
 
 from lossnb.plotting import (FONT_SIZES, MAX_SERIES, book_style, learning_curves, panel_groups,  # noqa: E402
                              reliability_grid, wrap_name)
@@ -29,7 +30,7 @@ def test_wrapped_titles():
 def curves():
     rows = [{"loss_tag": tag, "seed": seed, "epoch": e, "test_acc": 0.5 + 0.01 * e + 0.001 * seed,
              "train_acc": 0.5 + 0.02 * e,
-             "test_loss": 10.0 ** (3 - e) if tag == "mae" else 1.0 / (e + 1)}
+             "test_loss": 10.0 ** (3 - e) * (seed + 1) if tag == "mae" else 1.0 / (e + 1)}
             for tag in ["ce", "focal-gamma2", "mae"] for seed in range(3) for e in range(4)]
     return pd.DataFrame(rows)
 
@@ -46,6 +47,10 @@ def test_learning_curves_draw_each_group_in_a_row_with_integer_epochs(curves):
     assert all(float(t).is_integer() for t in acc.get_xticks())
     assert acc.get_lines()[0].get_xdata().min() == 1  # epochs counted from 1
     assert axes[4].get_yscale() == "log" and loss.get_yscale() == "linear"  # MAE's loss spans 1000x
+    mae = curves[curves["loss_tag"] == "mae"].groupby("epoch")["test_loss"]
+    line, band = axes[4].get_lines()[0], axes[4].collections[0].get_paths()[0].vertices[:, 1]
+    assert list(line.get_ydata()) == pytest.approx(list(mae.agg(gmean)))  # on a log axis, the geometric mean
+    assert band.min() == pytest.approx((mae.agg(gmean) / mae.agg(gstd)).min())  # ×/÷ gstd: above zero
     assert acc.title.get_fontsize() == FONT_SIZES["axes.titlesize"]
     plt.close(fig)
 

@@ -8,6 +8,7 @@ import zlib
 import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
+from scipy.stats import gmean, gstd
 
 from .analysis import pooled_ece
 
@@ -80,7 +81,8 @@ def loss_palette(tags, labels: dict[str, str] | None = None) -> dict[str, str]:
 def learning_curves(curves, groups: list[tuple[str, list[str]]], title: str, labels: dict[str, str] | None = None):
     """Test accuracy (%) and test cross-entropy per epoch (1 = the first), mean and ±1 std band over seeds: a
     row of two panels per (title, losses) group with its legend beneath (axes in the order accuracy, loss,
-    legend); a loss axis spanning more than 50x is logarithmic."""
+    legend). A loss axis spanning more than 50x is logarithmic, and there the line is the geometric mean and
+    the band ×/÷ one geometric standard deviation (a band of ±1 std would run below zero, off a log axis)."""
     labels = labels or {}
     legend_rows = [-(-len(group) // 2) for _, group in groups]
     heights = [h for rows in legend_rows for h in (3.0, LEGEND_ROW * rows + 0.1)]
@@ -92,13 +94,16 @@ def learning_curves(curves, groups: list[tuple[str, list[str]]], title: str, lab
     for row, (name, group) in zip(axes, groups):
         sel = data[data["loss_tag"].isin(group)].assign(loss=lambda d: d["loss_tag"].map(lambda t: labels.get(t, t)))
         order = [labels.get(t, t) for t in group]
-        for ax, (column, ylabel) in zip(row, (("acc", "test accuracy (%)"), ("test_loss", "test cross-entropy"))):
-            sns.lineplot(data=sel, x="epoch", y=column, hue="loss", hue_order=order,
-                         palette=loss_palette(group, labels), errorbar="sd", ax=ax, legend=ax is row[0])
-            ax.set(xlabel="epoch", ylabel=ylabel, title=name)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))  # "0 50 100 150 200" stays legible
         losses = sel["test_loss"]
-        if len(losses) and losses.max() > 50 * losses.min() > 0:
+        log = bool(len(losses)) and losses.max() > 50 * losses.min() > 0
+        for ax, (column, ylabel) in zip(row, (("acc", "test accuracy (%)"), ("test_loss", "test cross-entropy"))):
+            geometric = log and column == "test_loss"
+            sns.lineplot(data=sel, x="epoch", y=column, hue="loss", hue_order=order,
+                         palette=loss_palette(group, labels), estimator=gmean if geometric else "mean",
+                         errorbar=geometric_sd_band if geometric else "sd", ax=ax, legend=ax is row[0])
+            ax.set(xlabel="epoch", ylabel=ylabel + (" (geometric)" if geometric else ""), title=name)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))  # "0 50 100 150 200" stays legible
+        if log:
             row[1].set_yscale("log")
         handles, names = row[0].get_legend_handles_labels()
         row[0].get_legend().remove()
@@ -108,6 +113,14 @@ def learning_curves(curves, groups: list[tuple[str, list[str]]], title: str, lab
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def geometric_sd_band(values) -> tuple[float, float]:
+    """The geometric mean ×/÷ one geometric standard deviation (scipy's gstd, ddof 1) of ``values``; the mean
+    alone where there is one value."""
+    centre = gmean(values)
+    spread = gstd(values) if len(values) > 1 else 1.0
+    return centre / spread, centre * spread
 
 
 def reliability_grid(bins_by_loss: dict, title: str, columns: int = 3, colours: dict[str, str] | None = None):
