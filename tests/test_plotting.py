@@ -191,6 +191,21 @@ def test_a_run_that_did_not_train_does_not_set_the_axis_of_those_that_did():
     plt.close(fig)
 
 
+def test_a_run_that_collapsed_after_training_is_an_open_circle_among_the_filled_dots():
+    from lossnb.plotting import seed_dots
+    from lossnb.results import with_trained
+
+    book_style()
+    runs = with_trained(pd.DataFrame({"loss_tag": "focal-gamma2", "status": "complete", "dataset": "fashionmnist",
+                                      "best_test_acc": [0.86, 0.87, 0.595], "final_test_acc": [0.85, 0.87, 0.10]}))
+    assert list(runs["trained"]) == [True, True, True] and list(runs["collapsed"]) == [False, False, True]
+    fig = seed_dots(runs, ["focal-gamma2"], {})
+    dots = next(c for c in fig.axes[0].collections if len(c.get_offsets()) == 3)
+    faces = {float(x): face[3] for (x, _), face in zip(dots.get_offsets(), dots.get_facecolors())}
+    assert faces[59.5] == 0 and faces[86.0] > 0 and faces[87.0] > 0  # hollow at 59.5 only (final at chance)
+    plt.close(fig)
+
+
 def test_where_no_run_trained_the_failed_runs_set_the_axis():
     from lossnb.plotting import seed_dots
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .data.datasets import DATASETS
 from .plan import Plan, study_runs
+from .results import chance_of
 
 COLUMNS = ["loss", "seed", "the plan counts it as", "best test acc %", "best epoch", "train acc at chance from epoch",
            "last test cross-entropy", "log C", "reading"]
@@ -28,7 +29,7 @@ def at_chance_from(train_acc: pd.Series, threshold: float) -> int | None:
 
 def chance_threshold(plan: Plan, sel: pd.DataFrame) -> pd.Series:
     """For each run of ``sel``: the plan's threshold, ``did_not_train_below`` times chance (1 / classes)."""
-    return plan.did_not_train_below / sel["dataset"].map(lambda name: DATASETS[name]["classes"])
+    return plan.did_not_train_below * chance_of(sel)
 
 
 def failed_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
@@ -36,13 +37,7 @@ def failed_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
     threshold in a ``chance_threshold`` column."""
     mine = study_runs(plan, runs)
     mine = mine.assign(chance_threshold=chance_threshold(plan, mine))
-    return mine[(mine["status"] == "complete") & (~mine["trained"] | (mine["final_test_acc"] < mine["chance_threshold"]))]
-
-
-def collapsed(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
-    """The failed runs the plan counts as trained: they passed the threshold, then fell back below it."""
-    failed = failed_runs(plan, runs)
-    return failed[failed["trained"]]
+    return mine[(mine["status"] == "complete") & (~mine["trained"] | mine["collapsed"])]
 
 
 def failure_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
@@ -85,8 +80,8 @@ def failure_figure(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels:
         return None
     rows = failure_curves(plan, runs, curves, labels)
     names = [_panel_name(tag, seed, labels) for tag, seed in zip(failed["loss_tag"], failed["seed"])]
-    classes = {DATASETS[name]["classes"] for name in failed["dataset"]}
-    return train_test_curves(rows, names, {}, chance=1 / classes.pop() if len(classes) == 1 else None,
+    chances = set(chance_of(failed))
+    return train_test_curves(rows, names, {}, chance=chances.pop() if len(chances) == 1 else None,
                              ylim=(0, 100))  # one scale: a fall from 60% and a flicker at 12% look as they are
 
 

@@ -6,7 +6,9 @@ import functools
 import zlib
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
+from matplotlib.colors import to_rgba
 from matplotlib.ticker import MaxNLocator
 from scipy.stats import gmean, gstd
 
@@ -189,10 +191,11 @@ def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best
     """Each loss a row: every seed's value as a dot in the loss's colour, and the mean with its 95% t interval
     over trained runs as a black bar, the interval from stats.LEAST_PAIRS trained seeds on (from two, t with one
     degree of freedom spans tens of points and would set the axis) (``runs`` has the ``trained`` column of
-    lossnb.plan.study_runs). The axis
-    spans the trained runs; a run that did not train is a cross, or, below the axis, a left-pointing marker at
-    its edge with its value beside it (near chance, it would squeeze the rest into a sliver). MAE, far below
-    the rest, gets a panel of its own."""
+    lossnb.plan.study_runs; its ``collapsed`` column, where there is one, draws a run that trained and then fell
+    back to chance as an open circle: counted, but not like the others). The axis spans the trained runs; a
+    run that did not train is a cross, or, below the axis, a left-pointing marker at its edge with its value
+    beside it (near chance, it would squeeze the rest into a sliver). MAE, far below the rest, gets a panel of
+    its own."""
     from .stats import LEAST_PAIRS, mean_ci
 
     groups = split_off(tags)
@@ -203,7 +206,10 @@ def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best
         for y, tag in enumerate(group):
             mine = runs[(runs["loss_tag"] == tag) & (runs["status"] == "complete")]
             ok = mine[mine["trained"]]
-            ax.scatter(100 * ok[metric], [y] * len(ok), s=22, color=loss_colour(tag), alpha=0.8, zorder=3)
+            hollow = ok["collapsed"].to_numpy(dtype=bool) if "collapsed" in ok else np.zeros(len(ok), bool)
+            colour = to_rgba(loss_colour(tag), 0.8)  # in the colours, not alpha=, which would fill the hollow
+            ax.scatter(100 * ok[metric], [y] * len(ok), s=22, edgecolors=[colour], zorder=3,
+                       facecolors=np.where(hollow[:, None], (0, 0, 0, 0), colour))
             failed += [(y, 100 * v) for v in mine.loc[~mine["trained"], metric]]
             mean, low, high = mean_ci(100 * ok[metric].to_numpy(dtype=float))
             if len(ok) >= LEAST_PAIRS:

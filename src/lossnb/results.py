@@ -104,17 +104,23 @@ def _device_name(environment: dict) -> str | None:
 DID_NOT_TRAIN_BELOW = 2.0  # a run whose best accuracy stays below twice chance did not train
 
 
-def did_not_train(runs: pd.DataFrame, factor: float = DID_NOT_TRAIN_BELOW) -> pd.Series:
-    """True for a complete run whose best accuracy stayed below ``factor`` times chance (1 / classes)."""
+def chance_of(runs: pd.DataFrame) -> pd.Series:
+    """Each run's chance accuracy: 1 / the classes of its data set."""
     from .data import DATASETS
 
-    chance = runs["dataset"].map(lambda d: 1 / DATASETS[d]["classes"])
-    return (runs["status"] == "complete") & (runs["best_test_acc"] < factor * chance)
+    return runs["dataset"].map(lambda d: 1 / DATASETS[d]["classes"])
+
+
+def did_not_train(runs: pd.DataFrame, factor: float = DID_NOT_TRAIN_BELOW) -> pd.Series:
+    """True for a complete run whose best accuracy stayed below ``factor`` times chance (1 / classes)."""
+    return (runs["status"] == "complete") & (runs["best_test_acc"] < factor * chance_of(runs))
 
 
 def with_trained(runs: pd.DataFrame, factor: float = DID_NOT_TRAIN_BELOW) -> pd.DataFrame:
-    """A copy of ``runs`` with a ``trained`` column: complete, and above ``factor`` times chance."""
-    return runs.assign(trained=(runs["status"] == "complete") & ~did_not_train(runs, factor))
+    """A copy of ``runs`` with a ``trained`` column (complete, and best accuracy above ``factor`` times chance)
+    and a ``collapsed`` one (trained, and final accuracy below that again: it fell back after training)."""
+    trained = (runs["status"] == "complete") & ~did_not_train(runs, factor)
+    return runs.assign(trained=trained, collapsed=trained & (runs["final_test_acc"] < factor * chance_of(runs)))
 
 
 def mean_std_table(runs: pd.DataFrame, metrics=("best_test_acc", "final_test_acc", "final_test_ece",

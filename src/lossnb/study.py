@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .failures import collapsed
 from .plan import Plan, study_runs
 
 POINTS = 100  # accuracies are fractions in records and points (%) on the page
@@ -90,12 +89,11 @@ def unplanned_tables(runs: pd.DataFrame, split: str = "test") -> list[tuple[str,
 
 def pictured_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
     """The runs the curve and calibration figures average: those that trained, less those that collapsed after
-    training (failures.collapsed). The plan's tables count a collapsed run as trained, by its best accuracy; a
-    figure of means shows what a working run does, and the failure table shows each collapsed run apart."""
+    training (the ``collapsed`` column of study_runs). The plan's tables count a collapsed run as trained, by
+    its best accuracy; a figure of means shows what a working run does, and the failure table shows each
+    collapsed run apart."""
     sel = trained_runs(plan, runs)
-    out = collapsed(plan, runs)[["loss_tag", "seed"]]
-    keep = ~pd.MultiIndex.from_frame(sel[["loss_tag", "seed"]]).isin(pd.MultiIndex.from_frame(out))
-    return sel[keep]
+    return sel[~sel["collapsed"]]
 
 
 def curves_of(plan: Plan, curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
