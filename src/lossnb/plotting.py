@@ -231,10 +231,12 @@ def _mark_failed(ax, failed: list[tuple[int, float]]) -> None:
     no run trained), else a marker at the axis' left edge labelled with the values of the row's runs below it."""
     trained = ax.has_data()
     left, right = ax.get_xlim()
-    inside = [(y, v) for y, v in failed if not trained or v >= left]
+    inside: list[tuple[int, float]] = []
     below: dict[int, list[float]] = {}
     for y, value in failed:
-        if (y, value) not in inside:
+        if not trained or value >= left:
+            inside.append((y, value))
+        else:
             below.setdefault(y, []).append(value)
     if inside:
         ax.scatter([v for _, v in inside], [y for y, _ in inside], s=40, marker="x", color="black", zorder=3)
