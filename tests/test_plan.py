@@ -117,6 +117,16 @@ def test_the_power_rule_takes_the_fewest_seeds_that_reach_the_target(study):
     assert looser["seeds"] == 3 and not looser["capped"]
 
 
+@pytest.mark.parametrize("target, words", [(0.01, "1 point"), (0.001, "0.1 points")])
+def test_a_target_the_seed_budget_cannot_reach_is_said_in_points(study, target, words):
+    from lossnb.study import power_sentence
+
+    plan, runs = study
+    tight = load_plan_with(plan, target=target, most=3)  # 3 seeds, ~1-point spread: neither target is reached
+    assert seed_count(tight, runs)["capped"]
+    assert f"the target of {words} needed more seeds than the study's budget of 3." in power_sentence(tight, runs)
+
+
 def load_plan_with(plan, **seeds):
     raw = {**plan.raw, "seeds": {**plan.raw["seeds"], **seeds}}
     path = plan.path.with_name("plan2.yaml")

@@ -231,6 +231,10 @@ def cost_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dic
     return pd.DataFrame(rows).T
 
 
+def _points(value: float) -> str:
+    return f"{value:g} point" + ("" if value == 1 else "s")
+
+
 def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
     """What the plan's seeds can detect: at the spread its power rule assumed (the source study), and,
     descriptively, at the spread of this study's own paired differences so far."""
@@ -252,7 +256,7 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
             f"{len(rule['pairs'])} pairs) and asks for {n} seeds, at which the strictest test of the first "
             f"family (α = {rule['alpha']:.4f}) detects a difference of {POINTS * rule['detectable']:.2f} points "
             f"with {plan.seeds['power']:.0%} power"
-            + (f"; the target of {POINTS * plan.seeds['target']:g} point(s) needed more seeds than the study's "
+            + (f"; the target of {_points(POINTS * plan.seeds['target'])} needed more seeds than the study's "
                f"budget of {plan.seeds['most']}." if rule["capped"] else "."))
     now = sensitivity(plan, runs)
     if now:
