@@ -342,8 +342,9 @@ def test_each_failed_run_gets_a_panel_of_its_own_epochs_with_chance_drawn(study,
     on_disk = pd.read_csv(run_dir / "metrics.csv")
     test_line = next(line for line in panel.get_lines() if line.get_label() == "test")
     assert list(test_line.get_ydata()) == pytest.approx(list(100 * on_disk["test_acc"]))
-    chance = next(line for line in panel.get_lines() if line.get_label() == "chance")
-    assert list(chance.get_ydata()) == [10.0, 10.0]  # FashionMNIST: 10 classes
+    guides = {line.get_label(): list(line.get_ydata()) for line in panel.get_lines()}
+    assert guides["chance"] == [10.0, 10.0]  # FashionMNIST: 10 classes
+    assert guides["2 × chance"] == [20.0, 20.0]  # the plan's did_not_train_below
     assert failure_figure(plan, runs[runs["loss"] == "ce"], curves, {}) is None
 
 

@@ -72,7 +72,7 @@ def failure_curves(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels:
 
 def failure_figure(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str]):
     """Train and test accuracy per epoch of each failed run, a panel each in failure_table's order, with chance
-    dotted; None where no run failed."""
+    dotted and the plan's threshold dashed; None where no run failed."""
     from .plotting import train_test_curves
 
     failed = failed_runs(plan, runs)
@@ -81,7 +81,9 @@ def failure_figure(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels:
     rows = failure_curves(plan, runs, curves, labels)
     names = [_panel_name(tag, seed, labels) for tag, seed in zip(failed["loss_tag"], failed["seed"])]
     chances = set(chance_of(failed))
-    return train_test_curves(rows, names, {}, chance=chances.pop() if len(chances) == 1 else None,
+    guides = {} if len(chances) > 1 else {"chance": (chance := chances.pop()),
+                                          f"{plan.did_not_train_below:g} × chance": plan.did_not_train_below * chance}
+    return train_test_curves(rows, names, {}, guides=guides,
                              ylim=(0, 100))  # one scale: a fall from 60% and a flicker at 12% look as they are
 
 

@@ -304,10 +304,11 @@ def forest(comparisons, labels: dict[str, str], margin: float):
 
 
 def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: int = 3,
-                      chance: float | None = None, ylim: tuple[float, float] | None = None):
+                      guides: dict[str, float] | None = None, ylim: tuple[float, float] | None = None):
     """One small panel per loss that has curves: train and test accuracy (%) per epoch, mean over seeds; a gap
-    that opens says overfitting, a curve still rising at the end says the run had not converged. ``chance``
-    (an accuracy, 0 to 1) draws a dotted line there in every panel; ``ylim`` (in %) fixes every panel's axis."""
+    that opens says overfitting, a curve still rising at the end says the run had not converged. ``guides``
+    ({name: accuracy, 0 to 1}) draws a grey line at each in every panel, dotted then dashed; ``ylim`` (in %)
+    fixes every panel's axis."""
     tags = [t for t in tags if (curves["loss_tag"] == t).any()]  # a loss without curves gets no empty panel
     rows = -(-len(tags) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH, 2.6 * rows + 0.8), squeeze=False, sharex=True)
@@ -315,8 +316,8 @@ def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: 
         mine = curves[curves["loss_tag"] == tag].groupby("epoch")[["train_acc", "test_acc"]].mean()
         ax.plot(mine.index + 1, 100 * mine["train_acc"], color="tab:orange", label="train")
         ax.plot(mine.index + 1, 100 * mine["test_acc"], color="tab:blue", label="test")
-        if chance is not None:
-            ax.axhline(100 * chance, color="grey", linestyle=":", label="chance")
+        for (name, value), style in zip((guides or {}).items(), (":", "--", "-.")):
+            ax.axhline(100 * value, color="grey", linestyle=style, lw=1, label=name)
         ax.set_title(wrap_name(labels.get(tag, tag), 18))
         if ylim is not None:
             ax.set_ylim(*ylim)
