@@ -61,15 +61,6 @@ def failure_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: 
     return pd.DataFrame(rows, columns=COLUMNS).set_index(["loss", "seed"])
 
 
-def failure_curves(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
-    """The per-epoch rows of each failed run, its ``loss_tag`` replaced by "loss / seed N" (two lines) so that
-    plotting.train_test_curves draws one panel per run."""
-    failed = failed_runs(plan, runs)[["loss_tag", "seed"]]
-    rows = plan.select(curves).merge(failed, on=["loss_tag", "seed"])
-    named = [_panel_name(tag, seed, labels) for tag, seed in zip(rows["loss_tag"], rows["seed"])]
-    return rows.assign(loss_tag=named)
-
-
 def failure_figure(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dict[str, str]):
     """Train and test accuracy per epoch of each failed run, a panel each in failure_table's order, with chance
     dotted and the plan's threshold dashed; None where no run failed."""
@@ -78,7 +69,8 @@ def failure_figure(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels:
     failed = failed_runs(plan, runs)
     if not len(failed):
         return None
-    rows = failure_curves(plan, runs, curves, labels)
+    rows = plan.select(curves).merge(failed[["loss_tag", "seed"]], on=["loss_tag", "seed"])
+    rows = rows.assign(loss_tag=[_panel_name(t, s, labels) for t, s in zip(rows["loss_tag"], rows["seed"])])
     names = [_panel_name(tag, seed, labels) for tag, seed in zip(failed["loss_tag"], failed["seed"])]
     chances = set(chance_of(failed))
     guides = {} if len(chances) > 1 else {"chance": (chance := chances.pop()),
