@@ -385,6 +385,9 @@ def test_a_plan_over_two_heads_compares_one_loss_on_each_by_seed(tmp_path):
     assert (row["seeds"], row["verdict"]) == (6, "worse")
     assert row["mean diff"] == pytest.approx(np.mean(-0.05 + NOISE))
     assert set(loaded.labels().values()) == {"CE, linear head", "CE on cosines"}
+    from lossnb.answer import study_answer
+    one_pair = f"the standard deviation of CE on cosines − CE, linear head, {100 * np.std(NOISE, ddof=1):.2f} points"
+    assert one_pair in study_answer(loaded, runs)
     plan["families"][0]["baselines"] = ["ce"]  # which head's ce? a plan of two tasks must say
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     with pytest.raises(PlanError, match="names each loss's task"):
@@ -398,3 +401,19 @@ def test_a_final_accuracy_equal_to_the_best_in_every_run_is_one_column(study):
     assert "final test acc %" not in study_tables.loss_table(plan, runs, {})  # synthetic: best epoch = last
     runs = runs.assign(final_test_acc=runs["best_test_acc"] - 0.001)
     assert "final test acc %" in study_tables.loss_table(plan, runs, {})
+
+
+def test_the_sensitivity_names_the_pair_whose_spread_leads_it(study):
+    from lossnb.answer import study_answer
+    from lossnb.study import power_sentence
+
+    plan, runs = study
+    sds = {(c, b): np.std(ACC[c][2] - ACC[b][2], ddof=1) for c in ("capped", "selfshaped", "complement")
+           for b in ("ce", "ls")}  # from the accuracies as written, not from the records
+    (c, b), widest = max(sds.items(), key=lambda item: item[1])
+    names = {"capped": "capped CE", "selfshaped": "self-shaped LS", "complement": "complement LS", "ce": "cross-entropy",
+             "ls": "label smoothing"}
+    phrase = (f"their standard deviations run from {100 * min(sds.values()):.2f} to {100 * widest:.2f} points, "
+              f"the widest {names[c]} − {names[b]}")
+    assert phrase in power_sentence(plan, runs)
+    assert phrase in study_answer(plan, runs)

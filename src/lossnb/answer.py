@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .plan import Plan, compare, load_plan, study_runs
-from .study import POINTS, ranking_sentence, sensitivity
+from .study import POINTS, ranking_sentence, sensitivity, spread_range
 
 ORDER = ("better", "worse", "equivalent", "undecided", "not tested")
 
@@ -47,8 +47,8 @@ def study_answer(plan: Plan, runs: pd.DataFrame) -> str:
                  f"{'; '.join(untested)}.")
     now = sensitivity(plan, runs)
     if now:
-        text += (f" With {now['seeds']} seeds and the spread of its own paired differences, its strictest test "
-                 f"detects a difference of {POINTS * now['detectable']:.1f} points with 80% power.")
+        text += (f" With {now['seeds']} seeds and the spread of its own paired differences ({spread_range(now, labels)}), "
+                 f"its strictest test detects a difference of {POINTS * now['detectable']:.1f} points with 80% power.")
     return text
 
 

@@ -244,7 +244,7 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
         now = sensitivity(plan, runs)
         return ("This plan was declared after its runs; it has no power rule." + (
             f" At the spread of its own paired differences ({POINTS * now['sd']:.2f} points, root mean square over "
-            f"{now['pairs']} pair{'s' if now['pairs'] != 1 else ''}), its {now['seeds']} seeds detect {POINTS * now['detectable']:.2f} points with "
+            f"{now['pairs']} pair{'s' if now['pairs'] != 1 else ''}; {spread_range(now, plan.labels())}), its {now['seeds']} seeds detect {POINTS * now['detectable']:.2f} points with "
             "80% power at its strictest test (a description of its sensitivity, not a test)." if now else ""))
     try:
         rule = seed_count(plan, runs)
@@ -261,7 +261,8 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
     now = sensitivity(plan, runs)
     if now:
         text += (f" At full length the same differences spread by {POINTS * now['sd']:.2f} points so far (root mean "
-                 f"square over {now['pairs']} pair{'s' if now['pairs'] != 1 else ''}), at which {now['seeds']} seeds detect "
+                 f"square over {now['pairs']} pair{'s' if now['pairs'] != 1 else ''}; {spread_range(now, plan.labels())}), "
+                 f"at which {now['seeds']} seeds detect "
                  f"{POINTS * now['detectable']:.2f} points (a description of this study's sensitivity, not a test).")
     return text
 
@@ -276,12 +277,24 @@ def sensitivity(plan: Plan, runs: pd.DataFrame, power: float = 0.8) -> dict | No
     first = table[(table["family"] == plan.families[0].name) & (table["seeds"] >= 3)]
     if not len(first):
         return None
-    sds = [stats_sd(plan, runs, a, b) for a, b in zip(first["a"], first["b"])]
+    sds = pd.Series([stats_sd(plan, runs, a, b) for a, b in zip(first["a"], first["b"])],
+                    index=pd.MultiIndex.from_arrays([first["a"], first["b"]]))
     sd = float(np.sqrt(np.nanmean(np.square(sds))))
     seeds = int(first["seeds"].median())
     alpha = plan.alpha / len(plan.families[0].pairs)
-    return {"sd": sd, "pairs": len(first), "seeds": seeds,
-            "detectable": stats.detectable_difference(sd, seeds, alpha, power)}
+    # a root mean square is led by its largest term: the pair that sets it is named beside it
+    return {"sd": sd, "pairs": len(first), "seeds": seeds, "widest": sds.idxmax(), "widest_sd": float(sds.max()),
+            "narrowest_sd": float(sds.min()), "detectable": stats.detectable_difference(sd, seeds, alpha, power)}
+
+
+def spread_range(now: dict, labels: dict[str, str]) -> str:
+    """The range of the paired differences' standard deviations behind a sensitivity, its widest pair named."""
+    a, b = now["widest"]
+    if now["pairs"] == 1:
+        return (f"the standard deviation of {labels.get(a, a)} − {labels.get(b, b)}, "
+                f"{POINTS * now['widest_sd']:.2f} points")
+    return (f"their standard deviations run from {POINTS * now['narrowest_sd']:.2f} to "
+            f"{POINTS * now['widest_sd']:.2f} points, the widest {labels.get(a, a)} − {labels.get(b, b)}")
 
 
 def stats_sd(plan: Plan, runs: pd.DataFrame, a: str, b: str) -> float:
