@@ -56,6 +56,15 @@ def test_mean_ci_is_the_t_interval():
     assert (mean, low, high) == pytest.approx((diff.mean(), *want))
 
 
+def test_an_accuracy_interval_is_the_t_interval_cut_at_0_and_100():
+    accs = np.array([87.5, 86.9, 12.0, 88.1, 59.5])  # a run at chance widens the t interval past 100
+    low, high = DescrStatsW(accs).tconfint_mean(alpha=0.05)
+    assert high > 100 and low > 0
+    assert stats.mean_ci(accs, bounds=(0, 100)) == pytest.approx((accs.mean(), low, 100))
+    from lossnb.study import percent_ci
+    assert percent_ci(accs / 100) == f"{accs.mean():.2f} [{low:.2f}, 100.00]"
+
+
 @pytest.mark.parametrize("n, alpha", [(5, 0.05), (10, 0.05 / 16), (20, 0.01)])
 def test_detectable_difference_matches_statsmodels_power(n, alpha):
     effect = TTestPower().solve_power(nobs=n, alpha=alpha, power=0.8, alternative="two-sided")

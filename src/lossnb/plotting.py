@@ -211,7 +211,7 @@ def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best
             ax.scatter(100 * ok[metric], [y] * len(ok), s=22, edgecolors=[colour], zorder=3,
                        facecolors=np.where(hollow[:, None], (0, 0, 0, 0), colour))
             failed += [(y, 100 * v) for v in mine.loc[~mine["trained"], metric]]
-            mean, low, high = mean_ci(100 * ok[metric].to_numpy(dtype=float))
+            mean, low, high = mean_ci(100 * ok[metric].to_numpy(dtype=float), bounds=(0, 100))
             if len(ok) >= LEAST_PAIRS:
                 ax.plot([low, high], [y, y], color="black", lw=2, zorder=4)
             if len(ok):

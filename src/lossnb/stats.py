@@ -45,14 +45,19 @@ def tost(diff, margin: float) -> float:
     return float(max(above, below))
 
 
-def mean_ci(diff, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the t confidence interval of a mean difference (NaN bounds below 2 values)."""
+def mean_ci(diff, level: float = 0.95, bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
+    """(mean, low, high): the t confidence interval of a mean difference (NaN bounds below 2 values), cut at
+    ``bounds`` where the quantity cannot leave them (an accuracy in %: (0, 100)). A mean inside the bounds stays
+    inside the cut interval whenever it was inside the t interval, so the cut keeps the interval's coverage."""
     diff = np.asarray(diff, dtype=float)
     mean = float(diff.mean()) if len(diff) else np.nan
     if len(diff) < 2:
         return mean, np.nan, np.nan
     half = stats.t.ppf(0.5 + level / 2, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-    return mean, mean - half, mean + half
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return mean, low, high
 
 
 def paired_power(effect: float, n: int, alpha: float) -> float:

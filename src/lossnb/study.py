@@ -13,8 +13,9 @@ POINTS = 100  # accuracies are fractions in records and points (%) on the page
 
 
 def percent_ci(values) -> str:
-    """'91.23 [90.95, 91.51]': mean and 95% t interval, in points; the mean alone below 2 values."""
-    mean, low, high = stats.mean_ci(np.asarray(values, dtype=float) * POINTS)
+    """'91.23 [90.95, 91.51]': mean and 95% t interval, in points, cut at 0 and 100; the mean alone below 2
+    values."""
+    mean, low, high = stats.mean_ci(np.asarray(values, dtype=float) * POINTS, bounds=(0, POINTS))
     if np.isnan(mean):
         return "–"
     return f"{mean:.2f}" if np.isnan(low) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
