@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from scipy.stats import gmean, gstd  # noqa: E402
@@ -108,8 +109,8 @@ def _figures(curves):
     import torch
 
     from lossnb.gradients import angular_curves, weights_of
-    from lossnb.plotting import (angular_pulls, eps_sweep, forest, run_curves, seed_dots, slice_panels,
-                                 train_test_curves, weight_curves)
+    from lossnb.plotting import (angular_pulls, eps_sweep, forest, means_by_study, run_curves, seed_dots,
+                                 slice_panels, train_test_curves, weight_curves)
 
     labels = {"arc": "ArcFace (s 64, m 0.5)", "sphere": "SphereFace (s 64, m 1.35)", "ce": "CE, linear head"}
     p = torch.linspace(0.01, 0.99, 9, dtype=torch.float64)
@@ -134,7 +135,9 @@ def _figures(curves):
             "train and test": train_test_curves(curves, ["ce", "focal-gamma2", "mae"], {}),
             "weights": weight_curves(weights[weights["C"] == 10], 1, (-1, 2)),
             "slice": slice_panels(weights, panel_groups(list(dict.fromkeys(weights["loss"])), []), "weight", "w")[0],
-            "eps sweep": eps_sweep(sweep), "angular": angular_pulls(cosine), "one run": run_curves(metrics)}
+            "eps sweep": eps_sweep(sweep), "angular": angular_pulls(cosine), "one run": run_curves(metrics),
+            "two studies": means_by_study(runs.assign(study="s"), ["ce", "mae"], {}, {"s": "20 epochs (shortened)",
+                                                                                      "t": "200 epochs (full length)"})}
 
 
 def test_every_figure_is_drawn_at_the_page_width_with_all_its_ink_inside(curves):
@@ -237,4 +240,32 @@ def test_an_interval_is_drawn_from_three_seeds_on_as_the_plans_tests_need():
     spans = [line.get_xdata() for line in fig.axes[0].get_lines()
              if len(line.get_xdata()) == 2 and line.get_ydata()[0] == line.get_ydata()[1]]
     assert [list(s) for s in spans] == [[0.0, 2.0]]  # the tested comparison's interval, in points
+    plt.close(fig)
+
+
+def test_means_by_study_draws_each_loss_mean_and_t_interval_once_per_study_in_its_row():
+    from statsmodels.stats.weightstats import DescrStatsW
+
+    from lossnb.plotting import means_by_study
+
+    book_style()
+    accs = {("short", "ce"): [0.84, 0.85, 0.86], ("long", "ce"): [0.86, 0.87, 0.89], ("short", "mae"): [0.4, 0.5, 0.7],
+            ("long", "mae"): [0.30, 0.45, 0.6], ("long", "focal-gamma2"): [0.86, 0.87, 0.12]}
+    runs = pd.DataFrame([{"study": st, "loss_tag": t, "trained": True, "best_test_acc": a}
+                         for (st, t), values in accs.items() for a in values])
+    fig = means_by_study(runs, ["ce", "focal-gamma2", "mae"], {"ce": "CE"}, {"short": "20 ep", "long": "200 ep"})
+    main, alone = fig.axes[:2]
+    assert [t.get_text() for t in main.get_yticklabels()] == ["CE", "focal-gamma2"]
+    assert [t.get_text() for t in alone.get_yticklabels()] == ["mae"]  # MAE in a panel of its own
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["20 ep", "200 ep"]
+    for (study, tag), values in accs.items():
+        ax = alone if tag == "mae" else main
+        row = {"ce": 0, "focal-gamma2": 1, "mae": 0}[tag]
+        low, high = DescrStatsW(100 * np.array(values)).tconfint_mean(alpha=0.05)
+        drawn = [line.get_xdata() for line in ax.get_lines()
+                 if line.get_color() == {"short": "tab:gray", "long": "black"}[study]
+                 and abs(line.get_ydata()[0] - row) < 0.5]
+        assert any(len(x) == 1 and x[0] == pytest.approx(100 * np.mean(values)) for x in drawn), (study, tag)
+        want = [max(low, 0), min(high, 100)]
+        assert any(len(x) == 2 and list(x) == pytest.approx(want) for x in drawn), (study, tag)
     plt.close(fig)

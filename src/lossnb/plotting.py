@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.colors import to_rgba
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from scipy.stats import gmean, gstd
 
@@ -223,6 +224,40 @@ def seed_dots(runs, tags: list[str], labels: dict[str, str], metric: str = "best
     if len(groups) > 1:
         axes[0][1].yaxis.tick_right()
     fig.tight_layout()
+    return fig
+
+
+STUDY_MARKERS = [("s", "tab:gray"), ("o", "black")]  # the first study of a figure grey squares, the second black dots
+
+
+def means_by_study(runs, tags: list[str], labels: dict[str, str], studies: dict[str, str],
+                   metric: str = "best_test_acc", xlabel: str = "best test accuracy (%)"):
+    """Each loss a row, and in it one mean with its 95% t interval (cut at 0 and 100%) per study of ``studies``
+    ({study: its name in the legend}, at most two), a little apart so that the intervals do not hide each
+    other; over the runs that trained (``runs`` has the ``trained`` column of lossnb.plan.study_runs), the
+    interval from stats.LEAST_PAIRS of them on. MAE, far below the rest, gets a panel of its own."""
+    from .stats import LEAST_PAIRS, mean_ci
+
+    groups = split_off(tags)
+    fig, axes = plt.subplots(1, len(groups), figsize=(PAGE_WIDTH, 0.45 * len(tags) + 1.6 + LEGEND_ROW),
+                             squeeze=False, gridspec_kw={"width_ratios": [3, 1][:len(groups)]})
+    offsets = np.linspace(-0.15, 0.15, len(studies)) if len(studies) > 1 else [0.0]
+    for ax, group in zip(axes[0], groups):
+        for y, tag in enumerate(group):
+            for (study, _), (marker, colour), dy in zip(studies.items(), STUDY_MARKERS, offsets):
+                ok = runs[(runs["study"] == study) & (runs["loss_tag"] == tag) & runs["trained"]]
+                mean, low, high = mean_ci(100 * ok[metric].to_numpy(dtype=float), bounds=(0, 100))
+                if len(ok) >= LEAST_PAIRS:
+                    ax.plot([low, high], [y + dy] * 2, color=colour, lw=2)
+                if len(ok):
+                    ax.plot([mean], [y + dy], marker=marker, color=colour, markersize=7, ls="none")
+        ax.set_yticks(range(len(group)), [labels.get(t, t) for t in group])
+        ax.set_ylim(len(group) - 0.5, -0.5)
+        ax.set_xlabel(xlabel)
+    if len(groups) > 1:
+        axes[0][1].yaxis.tick_right()
+    handles = [Line2D([], [], marker=m, color=c, lw=2) for m, c in STUDY_MARKERS[:len(studies)]]
+    legend_beneath(fig, handles, list(studies.values()), columns=len(studies))
     return fig
 
 
