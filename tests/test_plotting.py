@@ -269,3 +269,26 @@ def test_means_by_study_draws_each_loss_mean_and_t_interval_once_per_study_in_it
         want = [max(low, 0), min(high, 100)]
         assert any(len(x) == 2 and list(x) == pytest.approx(want) for x in drawn), (study, tag)
     plt.close(fig)
+
+
+def test_a_forest_cuts_an_interval_many_times_wider_than_the_rest_at_its_edge_with_an_arrow():
+    from lossnb.plotting import forest
+
+    book_style()
+    rows = [("x", "ce", 0.004, 0.01), ("x", "ls", -0.002, 0.008), ("y", "ce", 0.003, 0.012), ("y", "ls", 0.001, 0.009),
+            ("x", "focal", 0.06, 0.15)]  # (a, b, mean, half-width): x − focal spans -9 to +21 points
+    table = pd.DataFrame([{"family": "f", "a": a, "b": b, "seeds": 5, "mean diff": m, "ci low": m - h,
+                           "ci high": m + h, "verdict": "undecided"} for a, b, m, h in rows])
+    fig = forest(table, {}, 0.005)
+    ax = fig.axes[0]
+    left, right = ax.get_xlim()
+    assert left <= -1.0 and right >= 6.0  # the narrow intervals (-1.0 to 1.5) and every mean (up to 6) inside
+    assert left > -9 and right < 21  # not the wide one
+    arrows = {line.get_marker(): line.get_xdata()[0] for line in ax.get_lines() if line.get_marker() in "<>"}
+    assert arrows == {"<": pytest.approx(left), ">": pytest.approx(right)}
+    assert "interval runs on" in [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    plt.close(fig)
+    narrow = forest(table.iloc[:4], {}, 0.005)
+    assert not [line for line in narrow.axes[0].get_lines() if line.get_marker() in "<>"]
+    assert "interval runs on" not in [t.get_text() for legend in narrow.legends for t in legend.get_texts()]
+    plt.close(narrow)

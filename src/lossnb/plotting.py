@@ -287,7 +287,7 @@ def _mark_failed(ax, failed: list[tuple[int, float]]) -> None:
 
 VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "undecided": "tab:gray",
                    "not tested": "lightgray"}
-BASELINE_MARKERS = "osD^vPX*<>"
+BASELINE_MARKERS = "osD^vPX*hp"  # not < or >: those mark an interval cut at a panel's edge
 
 
 def forest(comparisons, labels: dict[str, str], margin: float):
@@ -295,7 +295,8 @@ def forest(comparisons, labels: dict[str, str], margin: float):
     panel per family; the equivalence band ±margin shaded and zero drawn beneath the intervals. One row per
     contender a, its comparisons stacked in it in one order of the baselines b, each b with its marker in every
     panel (a grouped forest plot: a quarter of the height of one row per comparison). A comparison on fewer
-    seeds than a test needs is its mean difference alone."""
+    seeds than a test needs is its mean difference alone; an interval far wider than the rest of its panel's
+    is cut at the panel's edge, an arrow there (forest_span)."""
     from .stats import LEAST_PAIRS
 
     families = list(dict.fromkeys(comparisons["family"]))
@@ -306,10 +307,12 @@ def forest(comparisons, labels: dict[str, str], margin: float):
     slots = [int(block.groupby("a").size().max()) for block in blocks]
     rows = [block["a"].nunique() for block in blocks]
     heights = [n * (0.3 + 0.14 * k) + 0.55 for n, k in zip(rows, slots)]
-    legend_rows = 1 + -(-len(baselines) // 3)  # the verdicts in one row, the baselines in rows of three
+    spans = [forest_span(block, margin) for block in blocks]
+    cut_any = any(((100 * b["ci low"] < lo) | (100 * b["ci high"] > hi)).any() for b, (lo, hi) in zip(blocks, spans))
+    legend_rows = 1 + -(-(len(baselines) + cut_any) // 3)  # the verdicts in one row, the baselines in rows of three
     fig, axes = plt.subplots(len(families), 1, figsize=(PAGE_WIDTH, sum(heights) + LEGEND_ROW * legend_rows + 0.7),
                              squeeze=False, gridspec_kw={"height_ratios": heights})
-    for ax, family, block, k in zip(axes[:, 0], families, blocks, slots):
+    for ax, family, block, k, (left, right) in zip(axes[:, 0], families, blocks, slots, spans):
         contenders = list(dict.fromkeys(block["a"]))
         ax.axvspan(-100 * margin, 100 * margin, color="tab:blue", alpha=0.08, zorder=0)
         ax.axvline(0, color="black", lw=0.8, zorder=1)
@@ -319,9 +322,14 @@ def forest(comparisons, labels: dict[str, str], margin: float):
                 y = row + (j - (len(mine) - 1) / 2) * 0.8 / max(k, 2)
                 colour = VERDICT_COLOURS[r["verdict"]]
                 if r["seeds"] >= LEAST_PAIRS:  # an untested comparison: its mean only (see seed_dots)
-                    ax.plot([100 * r["ci low"], 100 * r["ci high"]], [y, y], color=colour, lw=2, zorder=3)
+                    low, high = 100 * r["ci low"], 100 * r["ci high"]
+                    ax.plot([max(low, left), min(high, right)], [y, y], color=colour, lw=2, zorder=3)
+                    for edge, marker in ((left, "<"), (right, ">")):  # an interval cut at the edge: an arrow
+                        if (low < edge) if marker == "<" else (high > edge):
+                            ax.plot([edge], [y], marker, color=colour, markersize=6, zorder=4, clip_on=False)
                 if r["seeds"]:
                     ax.plot([100 * r["mean diff"]], [y], markers[r["b"]], color=colour, zorder=4)
+        ax.set_xlim(left, right)
         ax.set_yticks(range(len(contenders)), [wrap_name(labels.get(a, a), 26) for a in contenders])
         ax.set_ylim(len(contenders) - 0.5, -0.5)
         ax.grid(axis="y", visible=False)
@@ -330,12 +338,30 @@ def forest(comparisons, labels: dict[str, str], margin: float):
     verdicts = [plt.Line2D([], [], color=c, lw=2, label=v) for v, c in VERDICT_COLOURS.items()]
     against = [plt.Line2D([], [], color="black", marker=markers[b], ls="", label=f"− {labels.get(b, b)}")
                for b in baselines]
+    if cut_any:
+        against.append(plt.Line2D([], [], color="black", marker=">", ls="", label="interval runs on"))
     top = LEGEND_ROW * (legend_rows - 1) / fig.get_figheight()
     fig.add_artist(fig.legend(handles=verdicts, loc="lower center", bbox_to_anchor=(0.5, top), ncol=5,
                               frameon=False, handlelength=1.2, columnspacing=1.0))
     fig.legend(handles=against, loc="lower center", ncol=3, frameon=False)
     fig.tight_layout(rect=(0, (LEGEND_ROW * legend_rows + 0.15) / fig.get_figheight(), 1, 1))
     return fig
+
+
+LONG_INTERVAL = 5  # an interval this many times the median half-width of its panel's is cut at the edge
+
+
+def forest_span(block, margin: float) -> tuple[float, float]:
+    """A forest panel's x-limits in points: every mean difference, zero, the equivalence band and every 95%
+    interval but those over LONG_INTERVAL times the panel's median half-width, which would squeeze the
+    others into a sliver (a collapsed run's comparisons span tens of points), with 5% to spare either side."""
+    tested = block.dropna(subset=["ci low", "ci high"])
+    half = 100 * (tested["ci high"] - tested["ci low"]) / 2
+    kept = tested[half <= LONG_INTERVAL * half.median()] if len(tested) else tested
+    values = np.concatenate([100 * block["mean diff"].dropna(), 100 * kept["ci low"], 100 * kept["ci high"],
+                             [-100 * margin, 100 * margin]])
+    low, high = float(values.min()), float(values.max())
+    return low - 0.05 * (high - low), high + 0.05 * (high - low)
 
 
 def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: int = 3,
