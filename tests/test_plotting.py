@@ -257,7 +257,7 @@ def test_means_by_study_draws_each_loss_mean_and_t_interval_once_per_study_in_it
     main, alone = fig.axes[:2]
     assert [t.get_text() for t in main.get_yticklabels()] == ["CE", "focal-gamma2"]
     assert [t.get_text() for t in alone.get_yticklabels()] == ["mae"]  # MAE in a panel of its own
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["20 ep", "200 ep"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == ["20 ep", "200 ep"]
     for (study, tag), values in accs.items():
         ax = alone if tag == "mae" else main
         row = {"ce": 0, "focal-gamma2": 1, "mae": 0}[tag]
@@ -266,8 +266,12 @@ def test_means_by_study_draws_each_loss_mean_and_t_interval_once_per_study_in_it
                  if line.get_color() == {"short": "tab:gray", "long": "black"}[study]
                  and abs(line.get_ydata()[0] - row) < 0.5]
         assert any(len(x) == 1 and x[0] == pytest.approx(100 * np.mean(values)) for x in drawn), (study, tag)
-        want = [max(low, 0), min(high, 100)]
+        left, right = ax.get_xlim()
+        want = [max(low, 0, left), min(high, 100, right)]  # cut at 0 and 100%, and at the panel's edge
         assert any(len(x) == 2 and list(x) == pytest.approx(want) for x in drawn), (study, tag)
+    arrows = [line for line in main.get_lines() if line.get_marker() in "<>"]
+    assert len(arrows) == 2 and all(abs(line.get_ydata()[0] - 1) < 0.5 for line in arrows)  # focal's, cut both ways
+    assert "interval runs on" in [t.get_text() for t in fig.legends[0].get_texts()]
     plt.close(fig)
 
 

@@ -235,29 +235,40 @@ def means_by_study(runs, tags: list[str], labels: dict[str, str], studies: dict[
     """Each loss a row, and in it one mean with its 95% t interval (cut at 0 and 100%) per study of ``studies``
     ({study: its name in the legend}, at most two), a little apart so that the intervals do not hide each
     other; over the runs that trained (``runs`` has the ``trained`` column of lossnb.plan.study_runs), the
-    interval from stats.LEAST_PAIRS of them on. MAE, far below the rest, gets a panel of its own."""
+    interval from stats.LEAST_PAIRS of them on, one far wider than the rest cut at the edge with an arrow
+    (interval_span). MAE, far below the rest, gets a panel of its own."""
     from .stats import LEAST_PAIRS, mean_ci
 
     groups = split_off(tags)
     fig, axes = plt.subplots(1, len(groups), figsize=(PAGE_WIDTH, 0.45 * len(tags) + 1.6 + LEGEND_ROW),
                              squeeze=False, gridspec_kw={"width_ratios": [3, 1][:len(groups)]})
     offsets = np.linspace(-0.15, 0.15, len(studies)) if len(studies) > 1 else [0.0]
+    cut = False
     for ax, group in zip(axes[0], groups):
+        points = []  # (row, study's marker and colour, mean, low, high)
         for y, tag in enumerate(group):
-            for (study, _), (marker, colour), dy in zip(studies.items(), STUDY_MARKERS, offsets):
+            for study, style, dy in zip(studies, STUDY_MARKERS, offsets):
                 ok = runs[(runs["study"] == study) & (runs["loss_tag"] == tag) & runs["trained"]]
-                mean, low, high = mean_ci(100 * ok[metric].to_numpy(dtype=float), bounds=(0, 100))
-                if len(ok) >= LEAST_PAIRS:
-                    ax.plot([low, high], [y + dy] * 2, color=colour, lw=2)
                 if len(ok):
-                    ax.plot([mean], [y + dy], marker=marker, color=colour, markersize=7, ls="none")
+                    mean, low, high = mean_ci(100 * ok[metric].to_numpy(dtype=float), bounds=(0, 100))
+                    points.append((y + dy, style, mean, *((low, high) if len(ok) >= LEAST_PAIRS else (np.nan,) * 2)))
+        span = interval_span(*zip(*[p[2:] for p in points])) if points else None
+        for y, (marker, colour), mean, low, high in points:
+            if not np.isnan(low):
+                cut |= draw_interval(ax, low, high, y, span, colour)
+            ax.plot([mean], [y], marker=marker, color=colour, markersize=7, ls="none", zorder=4)
+        if span:
+            ax.set_xlim(span)
         ax.set_yticks(range(len(group)), [labels.get(t, t) for t in group])
         ax.set_ylim(len(group) - 0.5, -0.5)
         ax.set_xlabel(xlabel)
     if len(groups) > 1:
         axes[0][1].yaxis.tick_right()
     handles = [Line2D([], [], marker=m, color=c, lw=2) for m, c in STUDY_MARKERS[:len(studies)]]
-    legend_beneath(fig, handles, list(studies.values()), columns=len(studies))
+    names = list(studies.values())
+    if cut:
+        handles, names = handles + [cut_handle()], names + [CUT_HANDLE_LABEL]
+    legend_beneath(fig, handles, names, columns=min(len(names), 2))
     return fig
 
 
@@ -322,11 +333,7 @@ def forest(comparisons, labels: dict[str, str], margin: float):
                 y = row + (j - (len(mine) - 1) / 2) * 0.8 / max(k, 2)
                 colour = VERDICT_COLOURS[r["verdict"]]
                 if r["seeds"] >= LEAST_PAIRS:  # an untested comparison: its mean only (see seed_dots)
-                    low, high = 100 * r["ci low"], 100 * r["ci high"]
-                    ax.plot([max(low, left), min(high, right)], [y, y], color=colour, lw=2, zorder=3)
-                    for edge, marker in ((left, "<"), (right, ">")):  # an interval cut at the edge: an arrow
-                        if (low < edge) if marker == "<" else (high > edge):
-                            ax.plot([edge], [y], marker, color=colour, markersize=6, zorder=4, clip_on=False)
+                    draw_interval(ax, 100 * r["ci low"], 100 * r["ci high"], y, (left, right), colour)
                 if r["seeds"]:
                     ax.plot([100 * r["mean diff"]], [y], markers[r["b"]], color=colour, zorder=4)
         ax.set_xlim(left, right)
@@ -339,7 +346,7 @@ def forest(comparisons, labels: dict[str, str], margin: float):
     against = [plt.Line2D([], [], color="black", marker=markers[b], ls="", label=f"− {labels.get(b, b)}")
                for b in baselines]
     if cut_any:
-        against.append(plt.Line2D([], [], color="black", marker=">", ls="", label="interval runs on"))
+        against.append(cut_handle())
     top = LEGEND_ROW * (legend_rows - 1) / fig.get_figheight()
     fig.add_artist(fig.legend(handles=verdicts, loc="lower center", bbox_to_anchor=(0.5, top), ncol=5,
                               frameon=False, handlelength=1.2, columnspacing=1.0))
@@ -351,17 +358,43 @@ def forest(comparisons, labels: dict[str, str], margin: float):
 LONG_INTERVAL = 5  # an interval this many times the median half-width of its panel's is cut at the edge
 
 
+def interval_span(means, lows, highs, keep=()) -> tuple[float, float]:
+    """A panel's x-limits: every mean, the values in ``keep`` and every interval but those over LONG_INTERVAL
+    times the panel's median half-width, which would squeeze the others into a sliver (a collapsed run's
+    comparisons span tens of points), with 5% to spare either side. NaN bounds (an untested mean) are skipped."""
+    lows, highs = np.asarray(lows, dtype=float), np.asarray(highs, dtype=float)
+    tested = ~(np.isnan(lows) | np.isnan(highs))
+    half = (highs - lows)[tested] / 2
+    kept = half <= LONG_INTERVAL * np.median(half) if len(half) else np.zeros(0, bool)
+    values = np.concatenate([np.asarray(means, dtype=float), lows[tested][kept], highs[tested][kept],
+                             np.asarray(keep, dtype=float)])
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    spare = 0.05 * (high - low) or 1.0  # a single value: a point either side
+    return low - spare, high + spare
+
+
+def draw_interval(ax, low: float, high: float, y: float, span: tuple[float, float], colour) -> bool:
+    """An interval as a line within ``span``; where it runs on past an edge, an arrow at that edge. True if cut."""
+    left, right = span
+    ax.plot([max(low, left), min(high, right)], [y, y], color=colour, lw=2, zorder=3)
+    for edge, marker, past in ((left, "<", low < left), (right, ">", high > right)):
+        if past:
+            ax.plot([edge], [y], marker, color=colour, markersize=6, zorder=4, clip_on=False)
+    return low < left or high > right
+
+
+CUT_HANDLE_LABEL = "interval runs on"
+
+
+def cut_handle() -> Line2D:
+    return Line2D([], [], color="black", marker=">", ls="", label=CUT_HANDLE_LABEL)
+
+
 def forest_span(block, margin: float) -> tuple[float, float]:
-    """A forest panel's x-limits in points: every mean difference, zero, the equivalence band and every 95%
-    interval but those over LONG_INTERVAL times the panel's median half-width, which would squeeze the
-    others into a sliver (a collapsed run's comparisons span tens of points), with 5% to spare either side."""
-    tested = block.dropna(subset=["ci low", "ci high"])
-    half = 100 * (tested["ci high"] - tested["ci low"]) / 2
-    kept = tested[half <= LONG_INTERVAL * half.median()] if len(tested) else tested
-    values = np.concatenate([100 * block["mean diff"].dropna(), 100 * kept["ci low"], 100 * kept["ci high"],
-                             [-100 * margin, 100 * margin]])
-    low, high = float(values.min()), float(values.max())
-    return low - 0.05 * (high - low), high + 0.05 * (high - low)
+    """A forest panel's x-limits in points (interval_span): its mean differences, zero and the equivalence
+    band kept in view."""
+    return interval_span(100 * block["mean diff"].dropna(), 100 * block["ci low"], 100 * block["ci high"],
+                         keep=(-100 * margin, 100 * margin))
 
 
 def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: int = 3,
