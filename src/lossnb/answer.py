@@ -47,8 +47,9 @@ def study_answer(plan: Plan, runs: pd.DataFrame) -> str:
                  f"{'; '.join(untested)}.")
     now = sensitivity(plan, runs)
     if now:
-        text += (f" With {now['seeds']} seeds and the spread of its own paired differences ({spread_range(now, labels)}), "
-                 f"its strictest test detects a difference of {POINTS * now['detectable']:.1f} points with 80% power.")
+        text += (f" With {now['seeds']} seeds and the spread of its own paired differences "
+                 f"({spread_range(now, labels)}), its strictest test detects a difference of "
+                 f"{POINTS * now['detectable']:.1f} points with 80% power.")
     return text
 
 

@@ -243,10 +243,12 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
 
     if not plan.seeds:
         now = sensitivity(plan, runs)
-        return ("This plan was declared after its runs; it has no power rule." + (
-            f" At the spread of its own paired differences ({POINTS * now['sd']:.2f} points, root mean square over "
-            f"{now['pairs']} pair{'s' if now['pairs'] != 1 else ''}; {spread_range(now, plan.labels())}), its {now['seeds']} seeds detect {POINTS * now['detectable']:.2f} points with "
-            "80% power at its strictest test (a description of its sensitivity, not a test)." if now else ""))
+        text = "This plan was declared after its runs; it has no power rule."
+        if now:
+            text += (f" At the spread of its own paired differences, {_spread(now, plan)}, its {now['seeds']} seeds "
+                     f"detect {POINTS * now['detectable']:.2f} points with 80% power at its strictest test (a "
+                     "description of its sensitivity, not a test).")
+        return text
     try:
         rule = seed_count(plan, runs)
     except PlanError:
@@ -261,11 +263,17 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
                f"budget of {plan.seeds['most']}." if rule["capped"] else "."))
     now = sensitivity(plan, runs)
     if now:
-        text += (f" At full length the same differences spread by {POINTS * now['sd']:.2f} points so far (root mean "
-                 f"square over {now['pairs']} pair{'s' if now['pairs'] != 1 else ''}; {spread_range(now, plan.labels())}), "
-                 f"at which {now['seeds']} seeds detect "
-                 f"{POINTS * now['detectable']:.2f} points (a description of this study's sensitivity, not a test).")
+        text += (f" At full length so far, the same differences spread by {_spread(now, plan)}, at which "
+                 f"{now['seeds']} seeds detect {POINTS * now['detectable']:.2f} points (a description of this "
+                 "study's sensitivity, not a test).")
     return text
+
+
+def _spread(now: dict, plan: Plan) -> str:
+    if now["pairs"] == 1:
+        return spread_range(now, plan.labels())
+    return (f"{POINTS * now['sd']:.2f} points (root mean square over {now['pairs']} pairs; "
+            f"{spread_range(now, plan.labels())})")
 
 
 def sensitivity(plan: Plan, runs: pd.DataFrame, power: float = 0.8) -> dict | None:
