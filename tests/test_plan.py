@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from statsmodels.stats.multitest import multipletests
@@ -417,3 +418,21 @@ def test_the_sensitivity_names_the_pair_whose_spread_leads_it(study):
               f"the widest {names[c]} − {names[b]}")
     assert phrase in power_sentence(plan, runs)
     assert phrase in study_answer(plan, runs)
+
+
+def test_the_last_epochs_table_reads_the_change_of_test_accuracy_and_the_final_train_test_gap():
+    from lossnb.study import last_epochs, last_epochs_sentence
+
+    epochs = np.arange(20)  # the last tenth: 2 epochs, from epoch 17 to 19
+    rows = []
+    for tag, seed, rise, gap in [("ce", 0, 0.004, -0.01), ("ce", 1, 0.006, -0.02), ("mae", 0, -0.002, 0.01)]:
+        test = 0.8 + rise * (epochs >= 18) + rise * (epochs >= 19)  # 2 x rise over the last two epochs
+        rows += [{"loss_tag": tag, "seed": seed, "epoch": e, "test_acc": t, "train_acc": t + gap}
+                 for e, t in zip(epochs, test)]
+    table = last_epochs(pd.DataFrame(rows), ["ce", "mae"], {"ce": "CE"})
+    assert list(table.index) == ["CE", "mae"]
+    assert list(table.iloc[:, 0]) == pytest.approx([100 * 2 * 0.005, 100 * 2 * -0.002])  # CE: mean of 0.8, 1.2
+    assert list(table.iloc[:, 1]) == pytest.approx([-1.5, 1.0])
+    sentence = last_epochs_sentence(table)
+    assert sentence.startswith("Over the last 2 epochs, mean test accuracy rose for 1 of 2 losses, by 1.00 to 1.00")
+    assert "below test accuracy for 1 of 2 losses; the difference ranged from -1.50 to +1.00 points." in sentence

@@ -105,6 +105,39 @@ def curves_of(plan: Plan, curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFr
     return plan.select(curves).merge(pictured, on=["loss_tag", "seed"])
 
 
+def last_epochs(mine: pd.DataFrame, tags: list[str], labels: dict[str, str], share: float = 0.1) -> pd.DataFrame:
+    """Per loss, means over the runs of ``mine`` (curves_of): the change of test accuracy over the last ``share``
+    of the epochs, and training minus test accuracy at the last epoch, in points. Is the network still
+    learning when the schedule ends, and has training accuracy pulled away from test accuracy?"""
+    last = int(mine["epoch"].max())
+    back = max(1, round(share * (last + 1)))
+    at = mine[mine["epoch"].isin([last - back, last])].pivot_table(
+        index=["loss_tag", "seed"], columns="epoch", values=["test_acc", "train_acc"])
+    per_run = pd.DataFrame({"gain": at[("test_acc", last)] - at[("test_acc", last - back)],
+                            "gap": at[("train_acc", last)] - at[("test_acc", last)]}).dropna()
+    means = POINTS * per_run.groupby("loss_tag").mean()
+    present = [t for t in tags if t in means.index]
+    table = pd.DataFrame({f"test acc change over the last {back} epochs (pts)": means.loc[present, "gain"].round(2),
+                          "train − test acc at the last epoch (pts)": means.loc[present, "gap"].round(2)}
+                         ).set_axis([labels.get(t, t) for t in present])
+    table.attrs["epochs"] = back
+    return table
+
+
+def last_epochs_sentence(table: pd.DataFrame) -> str:
+    """last_epochs in words: how many losses still gained over the last epochs, and by how much; on which side
+    of test accuracy training accuracy ended."""
+    gain, gap = table.iloc[:, 0], table.iloc[:, 1]
+    rose = gain[gain > 0]
+    text = (f"Over the last {table.attrs['epochs']} epochs, mean test accuracy rose for {len(rose)} of {len(gain)} losses"
+            + (f", by {rose.min():.2f} to {rose.max():.2f} points" if len(rose) else "") + ". ")
+    below = gap[gap < 0]
+    text += (f"At the last epoch, training accuracy (on augmented images, averaged over the epoch) was below test "
+             f"accuracy for {len(below)} of {len(gap)} losses; the difference ranged from {gap.min():+.2f} to "
+             f"{gap.max():+.2f} points.")
+    return text
+
+
 def panels_present(plan: Plan, mine: pd.DataFrame) -> list[tuple[str, list[str]]]:
     """The plan's figure panels (Plan.panels) holding only the losses ``mine`` (curves_of) has, empty panels
     dropped."""
