@@ -292,6 +292,11 @@ def test_a_forest_cuts_an_interval_many_times_wider_than_the_rest_at_its_edge_wi
     assert arrows == {"<": pytest.approx(left), ">": pytest.approx(right)}
     assert "interval runs on" in [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     plt.close(fig)
+    two_seeds = table.assign(seeds=[5, 5, 5, 5, 2])  # x − focal not tested: its mean alone, no interval
+    fig = forest(two_seeds, {}, 0.005)
+    assert not [line for line in fig.axes[0].get_lines() if line.get_marker() in "<>"]
+    assert "interval runs on" not in [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    plt.close(fig)
     narrow = forest(table.iloc[:4], {}, 0.005)
     assert not [line for line in narrow.axes[0].get_lines() if line.get_marker() in "<>"]
     assert "interval runs on" not in [t.get_text() for legend in narrow.legends for t in legend.get_texts()]

@@ -143,6 +143,8 @@ def forest(comparisons, labels: dict[str, str], margin: float):
     seeds than a test needs is its mean difference alone; an interval far wider than the rest of its panel's
     is cut at the panel's edge, an arrow there (forest_span)."""
 
+    untested = comparisons["seeds"] < LEAST_PAIRS  # drawn as a mean alone: its interval sets no axis, no arrow
+    comparisons = comparisons.assign(**{col: comparisons[col].mask(untested) for col in ("ci low", "ci high")})
     families = list(dict.fromkeys(comparisons["family"]))
     counts = comparisons["b"].value_counts()
     baselines = sorted(dict.fromkeys(comparisons["b"]), key=lambda b: -counts[b])  # most compared-with first
