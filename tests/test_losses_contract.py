@@ -65,6 +65,7 @@ def test_unknown_loss_lists_the_choices():
 @pytest.mark.parametrize("name,hparams,match", [
     ("focal", {"gamma": -1.0}, r"gamma=-1.0 is outside its domain \(gamma >= 0\)"),
     ("label_smoothing", {"eps": 1.0}, r"eps=1.0 is outside its domain \(0 <= eps < 1\)"),
+    ("poly1", {"epsilon": "x"}, r"epsilon='x' is not a number; its domain is epsilon >= -1"),
     ("label_smoothing", {"eps": -0.1}, "eps=-0.1"),
     ("label_smoothing", {"convention": "both"}, "convention='both'"),
     ("poly1", {"epsilon": -2.0}, "epsilon >= -1"),

@@ -92,7 +92,8 @@ def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
     resolved.update(hparams)
     for key, value in resolved.items():
         p = s.params[key]
-        ok = False
+        if _is_number(p.default) and not _is_number(value):  # a word or a list where a number goes
+            raise ValueError(f"loss {name!r}: {key}={value!r} is not a number; its domain is {p.domain}")
         try:
             ok = bool(p.valid(value))
         except (TypeError, ValueError):
@@ -100,6 +101,10 @@ def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
         if not ok:
             raise ValueError(f"loss {name!r}: {key}={value!r} is outside its domain ({p.domain})")
     return resolved
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def make_config(num_classes: int, epoch: int = 0, total_epochs: int = 1) -> dict[str, int]:
