@@ -74,6 +74,14 @@ def test_a_key_given_twice_is_refused(tmp_path, capsys):
     assert "key 'seeds' is given twice" in err and "Traceback" not in err
 
 
+def test_broken_yaml_is_one_line_with_its_place(tmp_path, capsys):
+    path = tmp_path / "grid.yaml"
+    path.write_text("protocol: tiny\nseeds: [0, 1\n")  # the list is never closed: PyYAML finds out on line 3
+    assert cli_main(["grid", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not valid YAML (line 3, column 1: expected ',' or ']'" in err
+
+
 def test_a_missing_key_and_the_cli_error_line(tmp_path, capsys):
     grid = tiny()
     del grid["seeds"]

@@ -106,6 +106,17 @@ def test_a_plan_naming_a_loss_its_grid_does_not_run_is_refused(tmp_path):
         load_plan(tmp_path / "plan.yaml")
 
 
+@pytest.mark.parametrize("text, message", [("alpha: [0.05\n", r"not valid YAML \(line 2, column 1: expected ','"),
+                                           (None, r"cannot read the plan \(No such file or directory\)$")])
+def test_an_unreadable_plan_is_one_line(tmp_path, text, message):
+    path = tmp_path / "plan.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(PlanError, match=message) as err:
+        load_plan(path)
+    assert "\n" not in str(err.value)
+
+
 def test_the_power_rule_takes_the_fewest_seeds_that_reach_the_target(study):
     plan, runs = study
     diffs = [ACC[a][2] - ACC[b][2] for a in ("capped", "selfshaped", "complement") for b in ("ce", "ls")]

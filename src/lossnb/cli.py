@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from .trainer.workspace import BUSY_EXIT
+from .yaml_errors import one_line
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -24,8 +25,7 @@ def parse_params(pairs: list[str]) -> dict:
         try:
             params[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as err:
-            raise ValueError(f"--loss-param {pair!r}: the value is not valid YAML ({str(err).splitlines()[0]})") \
-                from None
+            raise ValueError(f"--loss-param {pair!r}: the value is not valid YAML ({one_line(err)})") from None
     return params
 
 

@@ -15,6 +15,7 @@ from . import stats
 from .names import plain_name
 from .results import with_trained
 from .trainer.config import loss_tag_of
+from .yaml_errors import one_line
 
 REQUIRED_KEYS = ("grid", "task", "metric", "alpha", "margin", "families")
 # title: the study in words; declared: when the plan was fixed (a plan written after its runs says so, and has no
@@ -108,8 +109,10 @@ def load_plan(path: str | Path) -> Plan:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise PlanError(f"{path}: cannot read the plan ({err})") from None
+    except OSError as err:
+        raise PlanError(f"{path}: cannot read the plan ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise PlanError(f"{path}: not valid YAML ({one_line(err)})") from None
     if not isinstance(raw, dict):
         raise PlanError(f"{path}: a plan is a mapping of {', '.join(TOP_KEYS)}")
     unknown = sorted(set(raw) - set(TOP_KEYS))

@@ -25,6 +25,7 @@ import yaml
 
 from ..losses import is_loss_file
 from ..trainer import RunConfig
+from ..yaml_errors import one_line
 
 TOP_KEYS = ("protocol", "description", "budget", "tasks", "losses", "seeds")
 REQUIRED_KEYS = ("protocol", "tasks", "losses", "seeds")
@@ -70,7 +71,7 @@ def load_grid(path: str | Path) -> Grid:
     except FileNotFoundError:
         raise GridError(f"grid file {str(path)!r} not found") from None
     except yaml.YAMLError as err:
-        raise GridError(f"{path}: not valid YAML: {err}") from None
+        raise GridError(f"{path}: not valid YAML ({one_line(err)})") from None
     return parse_grid(raw, source=str(path))
 
 
