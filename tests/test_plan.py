@@ -139,6 +139,15 @@ def test_a_target_the_seed_budget_cannot_reach_is_said_in_points(study, target, 
     assert f"the target of {words} needed more seeds than the study's budget of 3." in power_sentence(tight, runs)
 
 
+def test_the_sensitivity_says_so_far_only_while_planned_runs_are_missing(study):
+    from lossnb.study import power_sentence
+
+    plan, runs = study
+    assert plan.planned == len(runs)  # the fixture writes every run of the grid
+    assert "At full length, the same differences" in power_sentence(plan, runs)
+    assert "At full length so far, the same differences" in power_sentence(plan, runs.iloc[1:])
+
+
 def load_plan_with(plan, **seeds):
     raw = {**plan.raw, "seeds": {**plan.raw["seeds"], **seeds}}
     path = plan.path.with_name("plan2.yaml")

@@ -194,6 +194,25 @@ def test_a_run_that_did_not_train_does_not_set_the_axis_of_those_that_did():
     plt.close(fig)
 
 
+def test_a_label_of_runs_below_the_axis_covers_no_dot():
+    from lossnb.plotting import seed_dots
+
+    book_style()
+    # a collapsed run at 59.5 sets the axis' left edge, where the label of the run below would go
+    accs = [0.86, 0.87, 0.88, 0.865, 0.875, 0.87, 0.86, 0.88, 0.595]  # its interval narrower than the dots' span
+    runs = pd.DataFrame({"loss_tag": "focal-gamma2", "status": "complete", "trained": [True] * 9 + [False],
+                         "best_test_acc": accs + [0.10]})
+    fig = seed_dots(runs, ["focal-gamma2"], {})
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    label = ax.texts[0].get_window_extent(renderer)
+    dots = ax.transData.transform(next(c for c in ax.collections if len(c.get_offsets()) == 9).get_offsets())
+    assert ax.texts[0].get_text() == "10.0"
+    assert label.x1 < dots[:, 0].min() - 3  # pixels: the label ends left of every dot, with air
+    assert ax.get_xlim()[1] > 87  # the dots keep their side of the axis
+    plt.close(fig)
+
+
 def test_a_run_that_collapsed_after_training_is_an_open_circle_among_the_filled_dots():
     from lossnb.plotting import seed_dots
     from lossnb.results import with_trained

@@ -271,7 +271,8 @@ def _points(value: float) -> str:
 
 def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
     """What the plan's seeds can detect: at the spread its power rule assumed (the source study), and,
-    descriptively, at the spread of this study's own paired differences so far."""
+    descriptively, at the spread of this study's own paired differences ("so far" until every planned run is
+    complete)."""
     from .plan import PlanError, seed_count
 
     if not plan.seeds:
@@ -296,7 +297,9 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
                f"budget of {plan.seeds['most']}." if rule["capped"] else "."))
     now = sensitivity(plan, runs)
     if now:
-        text += (f" At full length so far, the same differences spread by {_spread(now, plan)}, at which "
+        mine = study_runs(plan, runs)
+        so_far = "" if (mine["status"] == "complete").sum() >= plan.planned else " so far"
+        text += (f" At full length{so_far}, the same differences spread by {_spread(now, plan)}, at which "
                  f"{now['seeds']} seeds detect {POINTS * now['detectable']:.2f} points (a description of this "
                  "study's sensitivity, not a test).")
     return text

@@ -106,7 +106,8 @@ def means_by_study(runs, tags: list[str], labels: dict[str, str], studies: dict[
 
 def _mark_failed(ax, failed: list[tuple[int, float]]) -> None:
     """Runs that did not train: a cross at (value, row) inside the axis the trained runs span (anywhere where
-    no run trained), else a marker at the axis' left edge labelled with the values of the row's runs below it."""
+    no run trained), else a marker at the axis' left edge labelled with the values of the row's runs below it;
+    the axis then reaches far enough left that no label covers a dot."""
     trained = ax.has_data()
     left, right = ax.get_xlim()
     inside: list[tuple[int, float]] = []
@@ -118,14 +119,35 @@ def _mark_failed(ax, failed: list[tuple[int, float]]) -> None:
             below.setdefault(y, []).append(value)
     if inside:
         ax.scatter([v for _, v in inside], [y for y, _ in inside], s=40, marker="x", color="black", zorder=3)
-    for y, values in below.items():  # one marker a row, its runs' values in one label
-        values = sorted(values)
-        text = (", ".join(f"{v:.1f}" for v in values) if len(values) <= 2 else
-                f"{len(values)} runs, {values[0]:.1f}–{values[-1]:.1f}")
+    texts = {y: _values_label(sorted(values)) for y, values in below.items()}
+    if texts:
+        left = right - (right - left) / (1 - _label_share(ax, texts.values()))
+    for y, text in texts.items():  # one marker a row, its runs' values in one label
         ax.plot([left], [y], marker="<", markersize=9, color="black", clip_on=False, zorder=5)
-        ax.annotate(text, (left, y), xytext=(8, 0), textcoords="offset points", va="center")
+        ax.annotate(text, (left, y), xytext=(LABEL_OFFSET, 0), textcoords="offset points", va="center")
     if trained:  # the markers and labels must not widen the trained runs' axis
         ax.set_xlim(left, right)
+
+
+LABEL_OFFSET = 8  # points between a marker at the axis' edge and its label
+
+
+def _values_label(values: list[float]) -> str:
+    return (", ".join(f"{v:.1f}" for v in values) if len(values) <= 2 else
+            f"{len(values)} runs, {values[0]:.1f}–{values[-1]:.1f}")
+
+
+def _label_share(ax, texts) -> float:
+    """The share of the axis' width that the widest label, its offset and a little air take (measured by
+    drawing it; capped so that the dots keep most of the axis)."""
+    renderer = ax.figure.canvas.get_renderer()
+    widths = []
+    for text in texts:
+        probe = ax.text(0, 0, text, transform=None)
+        widths.append(probe.get_window_extent(renderer).width)
+        probe.remove()
+    room = max(widths) + 1.5 * LABEL_OFFSET * ax.figure.dpi / 72
+    return min(room / ax.get_window_extent(renderer).width, 0.4)
 
 
 VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "undecided": "tab:gray",
