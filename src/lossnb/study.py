@@ -146,11 +146,16 @@ def panels_present(plan: Plan, mine: pd.DataFrame) -> list[tuple[str, list[str]]
     return [(title, tags) for title, tags in panels if tags]
 
 
+def complete_runs(plan: Plan, runs: pd.DataFrame) -> int:
+    """How many of the plan's runs are complete (the plan is answered in full when this is plan.planned)."""
+    return int((study_runs(plan, runs)["status"] == "complete").sum())
+
+
 def progress(plan: Plan, runs: pd.DataFrame) -> str:
     """The plan's runs so far in a sentence, and when the plan was fixed (a plan written after its runs says so:
     its comparisons were chosen after seeing their results)."""
     mine = study_runs(plan, runs)
-    complete = int((mine["status"] == "complete").sum())
+    complete = complete_runs(plan, runs)
     text = (f"**{complete} of the plan's {plan.planned} runs are complete** ({int(mine['trained'].sum())} trained, "
             f"{int((mine['status'] == 'diverged').sum())} diverged, "
             f"{int(((mine['status'] == 'complete') & ~mine['trained']).sum())} did not train).")
@@ -297,8 +302,7 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
                f"budget of {plan.seeds['most']}." if rule["capped"] else "."))
     now = sensitivity(plan, runs)
     if now:
-        mine = study_runs(plan, runs)
-        so_far = "" if (mine["status"] == "complete").sum() >= plan.planned else " so far"
+        so_far = "" if complete_runs(plan, runs) >= plan.planned else " so far"
         text += (f" At full length{so_far}, the same differences spread by {_spread(now, plan)}, at which "
                  f"{now['seeds']} seeds detect {POINTS * now['detectable']:.2f} points (a description of this "
                  "study's sensitivity, not a test).")
