@@ -129,6 +129,24 @@ class ReportConvNet(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
+class ReportConvNetBN(nn.Module):
+    """The report's ConvNet with BatchNorm after each convolution and a width multiplier w: conv 3x3 -> 4w, BN,
+    pool, conv 3x3 -> 8w, BN, pool, fc 8w*36-32w-C. The member of its family in the benchmark's regime (BatchNorm,
+    fits its training data); convolutions have no bias, which the BatchNorm after each would cancel."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 1):
+        super().__init__()
+        c1, c2, hidden = 4 * width, 8 * width, 32 * width
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 3, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(nn.Linear(c2 * 6 * 6, hidden), nn.ReLU(inplace=True),
+                                        nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
 def resnet20(num_classes=10, in_channels=3): return CifarResNet(20, num_classes, in_channels)  # noqa: E704
 def resnet32(num_classes=10, in_channels=3): return CifarResNet(32, num_classes, in_channels)  # noqa: E704
 def resnet44(num_classes=10, in_channels=3): return CifarResNet(44, num_classes, in_channels)  # noqa: E704
@@ -139,6 +157,9 @@ def vgg13_bn(num_classes=10, in_channels=3): return CifarVGG(13, num_classes, in
 def vgg16_bn(num_classes=10, in_channels=3): return CifarVGG(16, num_classes, in_channels)  # noqa: E704
 def vgg19_bn(num_classes=10, in_channels=3): return CifarVGG(19, num_classes, in_channels)  # noqa: E704
 def convnet(num_classes=10, in_channels=3): return ReportConvNet(num_classes, in_channels)  # noqa: E704
+def convnet_bn(num_classes=10, in_channels=3): return ReportConvNetBN(num_classes, in_channels)  # noqa: E704
+def convnet_bn_w2(num_classes=10, in_channels=3): return ReportConvNetBN(num_classes, in_channels, 2)  # noqa: E704
+def convnet_bn_w4(num_classes=10, in_channels=3): return ReportConvNetBN(num_classes, in_channels, 4)  # noqa: E704
 
 
 class CosineClassifier(nn.Module):
@@ -180,6 +201,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44, "resnet56": resnet56,
     "resnet110": resnet110, "vgg11_bn": vgg11_bn, "vgg13_bn": vgg13_bn, "vgg16_bn": vgg16_bn,
     "vgg19_bn": vgg19_bn, "mobilenetv2": mobilenetv2, "convnet": convnet,
+    # the width in the name, as torchvision names its wide ResNets: one setting, one home (the arch)
+    "convnet_bn": convnet_bn, "convnet_bn_w2": convnet_bn_w2, "convnet_bn_w4": convnet_bn_w4,
 }
 
 

@@ -204,14 +204,16 @@ def _epochs(run: PackRun, files: list[RunFiles], progress: bool) -> list[dict]:
             break
         best = max(max(r["test_acc"] for r in run.rows[k]) for k in alive)
         bar.set_postfix(best_test_acc=f"{best:.4f}", running=len(alive))
-    for k in range(run.k):
-        if summaries[k] is None:
-            summaries[k] = _finish(run, k, files[k], "complete")
+    if None in summaries:
+        fit = run.fit_metrics()
+        for k in range(run.k):
+            if summaries[k] is None:
+                summaries[k] = _finish(run, k, files[k], "complete", fit=fit[k])
     return summaries
 
 
-def _finish(run: PackRun, k: int, f: RunFiles, status: str, diverged_at=None) -> dict:
-    summary = records.summary_of(run, k, status, diverged_at)
+def _finish(run: PackRun, k: int, f: RunFiles, status: str, diverged_at=None, fit: dict | None = None) -> dict:
+    summary = {**records.summary_of(run, k, status, diverged_at), **(fit or {})}
     records.write_json(f.staging / "config.json", records.config_of(run, k))  # as it ended (graphs may have gone)
     records.write_json(f.staging / "summary.json", summary)
     records.publish_dir(f.staging, f.record)

@@ -8,10 +8,12 @@ import math
 import sys
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) in notebooks
 
 from .. import losses
 from ..data import EpochPlan, ImageData, crop_flip, normalize, pad_images
+from ..data.augment import PADDING
 from ..models import get_model
 from .config import RunConfig
 from .environment import resolve_execution
@@ -200,11 +202,28 @@ class PackRun:
 
     @torch.no_grad()
     def eager_test_logits(self) -> torch.Tensor:
+        c = self.test_x.shape[1]
+        return self._eval_logits(lambda s, e: normalize(self.test_x[s:e], self.mean[:c], self.std[:c]),
+                                 len(self.test_y))
+
+    def fit_metrics(self) -> list[dict]:
+        """Each run's accuracy and cross-entropy on its own training images as they are (no crop, no flip), in
+        evaluation mode: with the evaluation split's accuracy beside it, whether a network fits its training
+        data beyond what it generalises (the benchmark's regime) or underfits. Once, as a run ends."""
+        p = PADDING  # the padded, normalised training images' centres are the images themselves
+        logits = self._eval_logits(lambda s, e: self.train_x[s:e, :, p:-p, p:-p], len(self.train_y))
+        return [{"train_eval_acc": (logits[k].argmax(dim=1) == self.train_y).float().mean().item(),
+                 "train_eval_loss": F.cross_entropy(logits[k], self.train_y).item()} for k in range(self.k)]
+
+    @torch.no_grad()
+    def _eval_logits(self, images, n: int) -> torch.Tensor:
+        """(K, n, classes) float32: every run on images(start, end), normalised, one or C channels."""
         self.pack.eval()
         batch = max(1, EVAL_IMAGES_PER_BATCH // self.k)
         out = []
-        for start in range(0, len(self.test_y), batch):
-            x = normalize(self.test_x[start:start + batch], self.mean, self.std).repeat(1, self.k, 1, 1)
+        for start in range(0, n, batch):
+            x = images(start, start + batch)
+            x = x.expand(x.shape[0], self.in_channels, *x.shape[-2:]).repeat(1, self.k, 1, 1)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with self.autocast():
