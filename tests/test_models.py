@@ -24,6 +24,18 @@ def test_parameter_count_matches_the_published_figure(arch, classes):
     assert round(n_params(get_model(arch, classes)) / 1e6, decimals) == published
 
 
+@pytest.mark.parametrize("arch,w", [("convnet_bn", 1), ("convnet_bn_w2", 2), ("convnet_bn_w4", 4)])
+def test_convnet_bn_is_the_report_convnet_with_batchnorm_at_its_width(arch, w):
+    """By hand: conv 3x3 in->4w (no bias), BN(4w), conv 3x3 4w->8w (no bias), BN(8w), fc 8w*6*6->32w, fc 32w->10."""
+    c1, c2, hidden = 4 * w, 8 * w, 32 * w
+    for channels in (3, 1):
+        want = (channels * c1 * 9 + 2 * c1 + c1 * c2 * 9 + 2 * c2 + c2 * 36 * hidden + hidden + hidden * 10 + 10)
+        assert n_params(get_model(arch, 10, in_channels=channels)) == want
+    assert n_params(get_model("convnet_bn_w4", 10)) == 154010
+    batchnorms = [m for m in get_model(arch, 10).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [m.num_features for m in batchnorms] == [c1, c2]
+
+
 def test_report_convnet_layers_are_as_described():
     # conv 3->4 3x3 (112), conv 4->8 3x3 (296), fc 288->32 (9248), fc 32->10 (330)
     assert n_params(get_model("convnet", 10)) == 112 + 296 + 9248 + 330

@@ -125,12 +125,13 @@ def test_each_member_of_a_pack_ends_as_its_run_trained_alone(packed, data, k):
 
 
 @pytest.mark.slow
-def test_a_pack_on_gray_images_repeated_to_three_channels_ends_as_its_runs_alone(tmp_path):
+@pytest.mark.parametrize("arch", ["convnet", "convnet_bn"])
+def test_a_pack_on_gray_images_repeated_to_three_channels_ends_as_its_runs_alone(tmp_path, arch):
     """resize-rgb images are three copies of one channel, which the trainer crops as one: the reference crops
-    all three, per image."""
+    all three, per image. The summary's accuracy on the un-augmented training images is the reference model's."""
     rgb = load_dataset("fashionmnist", train_subset=320, val_size=256, prep="resize-rgb")
     assert rgb.train_x.shape[1] == 3
-    cfgs = [RunConfig(loss=loss, seed=seed, **{**SMALL, "arch": "convnet", "image_prep": "resize-rgb"})
+    cfgs = [RunConfig(loss=loss, seed=seed, **{**SMALL, "arch": arch, "image_prep": "resize-rgb"})
             for loss, seed in (("ce", 5), ("poly1", 6))]
     train_pack(cfgs, runs_dir=tmp_path, progress=False, data=rgb)
     for cfg in cfgs:
@@ -140,6 +141,11 @@ def test_a_pack_on_gray_images_repeated_to_three_channels_ends_as_its_runs_alone
             if want.is_floating_point():
                 assert relative_error(state["model"][name], want) < 1e-7, name
         assert [r["test_acc"] for r in state["rows"]] == [r["test_acc"] for r in ref_rows]
+        model.eval()
+        with torch.no_grad():
+            x = TF.normalize(TF.to_dtype(rgb.train_x, torch.float64, scale=True), list(rgb.mean), list(rgb.std))
+            fit = (model(x).argmax(1) == rgb.train_y).double().mean().item()
+        assert records.read_summary(tmp_path / cfg.run_path())["train_eval_acc"] == pytest.approx(fit, abs=1e-6)  # float32 mean; one image is 3e-3
 
 
 @pytest.mark.slow
