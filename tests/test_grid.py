@@ -90,6 +90,7 @@ def test_a_missing_key_and_the_cli_error_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [(["--pack", "0"], "pack size must be a positive integer, got 0"),
+                                            (["--workers", "0"], "workers must be a positive integer, got 0"),
                                             (["--time-budget", "-5"], "--time-budget=-5.0; it must be a positive"),
                                             (["--time-budget", "nan"], "--time-budget=nan; it must be a positive")])
 def test_bad_grid_flags_end_in_one_line(tmp_path, capsys, flags, message):
@@ -155,7 +156,7 @@ def test_a_killed_grid_leaves_no_trainer_and_resumes_its_pack_from_the_checkpoin
     cfgs = parse_grid(grid).runs
     files = [RunFiles.of(c, runs) for c in cfgs]
     cmd = [sys.executable, "-m", "lossnb.cli", "grid", str(path), "--runs-dir", str(runs), "--no-progress",
-           "--pack", "2"]
+           "--pack", "2", "--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not all(f.checkpoint_epochs() for f in files) and time.time() < deadline and proc.poll() is None:
@@ -183,7 +184,7 @@ def test_a_terminated_grid_stops_its_packs_reports_and_leaves_no_temporary_file(
     temp.mkdir()
     files = [RunFiles.of(c, runs) for c in parse_grid(grid).runs]
     cmd = [sys.executable, "-m", "lossnb.cli", "grid", str(path), "--runs-dir", str(runs), "--no-progress",
-           "--pack", "2"]
+           "--pack", "2", "--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TMPDIR": str(temp)})
     deadline = time.time() + 120

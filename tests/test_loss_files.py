@@ -81,7 +81,8 @@ def test_a_grid_takes_a_loss_file_relative_to_itself(loss_file, tmp_path):
     path.write_text(yaml.safe_dump(grid))
     runs = [c.run_path().parts[2] for c in parse_grid(grid, source=str(path)).runs]
     assert runs == ["ce", f"custom_loss-{sha(loss_file)[:10]}"]
-    assert cli_main(["grid", str(path), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
+    assert cli_main(["grid", str(path), "--runs-dir", str(tmp_path / "runs"), "--no-progress", "--pack", "1",
+                     "--workers", "1"]) == 0
     table, _ = load_runs(tmp_path / "runs")
     assert sorted(table["loss_tag"]) == sorted(runs)
 

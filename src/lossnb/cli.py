@@ -136,7 +136,11 @@ def _grid(args) -> int:
     spec = grid.load_grid(args.file)
     only = parse_only(args.only)
     plan = grid.plan_runs(spec.runs, Path(args.runs_dir), args.data_root, only, retrain_broken=args.retrain_broken)
-    pack_size = args.pack if args.pack is not None else grid.default_pack_size()
+    pack_size, workers = args.pack, args.workers
+    if plan.todo and args.backend == "local":  # on a CPU, what is not given is measured for the first run's network
+        pack_size, workers = grid.arrangement(plan.todo[0], pack_size, workers, measure=not args.dry_run,
+                                              say=lambda line: print(line, file=sys.stderr))
+    pack_size = pack_size or grid.default_pack_size()
     if args.time_budget is not None and not (math.isfinite(args.time_budget) and args.time_budget > 0):
         raise ValueError(f"--time-budget={args.time_budget}; it must be a positive number of minutes")
     packs = grid.make_packs(plan.todo, pack_size, Path(args.runs_dir), args.checkpoint_dir)
@@ -158,9 +162,6 @@ def _grid(args) -> int:
         for path, reason in plan.skipped:
             print(f"skipped  {path}: {reason}")
         return 0
-    workers = args.workers
-    if workers is None and packs and args.backend == "local":
-        workers = _cpu_workers(packs[0][0])
     progress = grid.GridProgress(len(plan.todo), enabled=not args.no_progress)
     finished = []  # what ended before an interruption, for its summary
     common = dict(checkpoint_dir=args.checkpoint_dir, data_root=args.data_root, on_start=progress.start,
@@ -190,21 +191,6 @@ def _stop_grid(signum, frame) -> None:
 
     stop_children()
     raise KeyboardInterrupt
-
-
-def _cpu_workers(cfg) -> int | None:
-    """On a machine without a GPU: how many runs train at once, measured (None: the backend's default)."""
-    import torch
-
-    from .data import DATASETS, input_channels
-    from .trainer.probe import best_workers
-
-    if torch.cuda.is_available() or cfg.device.startswith("cuda"):
-        return None
-    # the probe times the run's precision where it is pinned, else fp32 (the precision every CPU has)
-    precision = "fp32" if cfg.precision == "auto" else cfg.precision
-    return best_workers(cfg.arch, DATASETS[cfg.dataset]["classes"], input_channels(cfg.dataset, cfg.image_prep),
-                        cfg.head, precision, cfg.channels_last != "off", say=lambda line: print(line, file=sys.stderr))
 
 
 def _book(args) -> int:
@@ -275,8 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("file", help="grid file (YAML), e.g. grids/report-convnet.yaml")
     g.add_argument("--backend", default="local", choices=["local", "ray"])
     g.add_argument("--pack", type=int, default=None,
-                   help="runs trained at once as one packed model (default: 1 on a CPU, 12 with a GPU)")
-    g.add_argument("--workers", type=int, default=None, help="local: packs at a time (default: one per GPU; on a CPU, 1 or one per core, as measured)")
+                   help="runs trained at once as one packed model (default: 12 with a GPU; on a CPU, measured "
+                        "for the network: the fastest of 1, 2, 4, 8, 16 runs per pack)")
+    g.add_argument("--workers", type=int, default=None, help="local: packs at a time (default: one per GPU; on a CPU, 1 or one per core, as measured "
+                        "with the pack size)")
     g.add_argument("--retrain-broken", action="store_true",
                    help="train again the runs whose records are broken (listed as skipped without this flag)")
     g.add_argument("--partial", action="store_true",

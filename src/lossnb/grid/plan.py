@@ -10,8 +10,8 @@ import torch
 from ..data import DatasetNotFound, load_dataset
 from ..trainer import RunConfig, RunFiles, records
 
-# runs per pack when none is asked for: packing loses on a CPU (grouped convolutions are slow there, see
-# benchmarks/results/trainer_speed_cpu.json) and is the way to use a GPU (benchmarks/results/trainer_speed_cuda.json)
+# runs per pack when none is asked for on a GPU, where packing is the way to use it
+# (benchmarks/results/trainer_speed_cuda.json); on a CPU the pack size is measured per network (arrangement)
 DEFAULT_PACK = {"cpu": 1, "cuda": 12}
 
 
@@ -55,6 +55,36 @@ def plan_runs(runs: list[RunConfig], runs_dir: Path, data_root: Path | None = No
 
 def default_pack_size() -> int:
     return DEFAULT_PACK["cuda" if torch.cuda.is_available() else "cpu"]
+
+
+def arrangement(cfg: RunConfig, pack: int | None, workers: int | None, measure: bool = True,
+                say=print) -> tuple[int, int | None]:
+    """(runs per pack, packs at a time) for a grid whose first run is ``cfg``; what is given is kept. On a GPU,
+    DEFAULT_PACK and one pack per GPU. On a CPU the rest is measured for this network on this machine (cached;
+    lossnb.trainer.probe.best_arrangement) unless ``measure`` is false (a dry run), which takes a cached
+    measurement or one run at a time."""
+    from ..data import DATASETS, input_channels
+    from ..trainer.probe import PACK_SIZES, best_arrangement, cached_arrangement
+
+    for name, value in (("pack size", pack), ("workers", workers)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if torch.cuda.is_available() or cfg.device.startswith("cuda") or (pack and workers):
+        return pack or default_pack_size(), workers
+    # the probe times the run's precision where it is pinned, else fp32 (the precision every CPU has)
+    shape = (cfg.arch, DATASETS[cfg.dataset]["classes"], input_channels(cfg.dataset, cfg.image_prep), cfg.head,
+             "fp32" if cfg.precision == "auto" else cfg.precision, cfg.channels_last != "off")
+    sizes = (pack,) if pack else PACK_SIZES
+    choice = best_arrangement(*shape, packs=sizes, say=say) if measure else cached_arrangement(*shape, packs=sizes)
+    if choice is None:
+        say("pack size not measured on this machine yet (a dry run does not measure): listed one run a time")
+        return pack or 1, workers
+    pack, workers = pack or choice["pack"], workers or choice["workers"]
+    rate, solo = choice["rates"].get(f"{pack} x {workers}"), choice["rates"].get("1 x 1")
+    if rate and solo:
+        say(f"packs of {pack}, {workers} at a time: measured on this machine for {cfg.arch} at {rate:,.0f} img/s, "
+            f"{rate / solo:.2f}x one run on all cores")
+    return pack, workers
 
 
 def make_packs(todo: list[RunConfig], pack_size: int, runs_dir: Path,

@@ -21,7 +21,11 @@ import torch.nn.functional as F
 
 CANDIDATES = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
 BATCH = 128
-PROBE_SECONDS = 0.6  # timed per candidate, after one warm-up step; at least 3 steps
+# Steady state: the first steps pay allocations and oneDNN's kernel choice (several times a later step's time), so
+# each reading follows WARMUP_STEPS and is the best of REPEATS timings of STEPS steps (fewer where that many would
+# take over MAX_REPEAT_SECONDS, as for MobileNetV2 at ~1 s a step: a window that long averages its steps anyway).
+WARMUP_STEPS, REPEATS, STEPS, MAX_REPEAT_SECONDS = 10, 3, 100, 10.0
+PACK_SIZES = (1, 2, 4, 8, 16)  # the arrangements the grid chooses among on a CPU
 # bf16 is a candidate only if one step's loss is within 1% of fp32's, the whole gradient's cosine similarity to
 # fp32's is at least 0.95 and each tensor's at least 0.75. That passes bf16's ordinary rounding (at
 # initialisation on random data, where gradients are small and noisy: whole 0.999 for the ConvNet and 0.98 for
@@ -47,37 +51,56 @@ def machine_key() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _model(arch: str, num_classes: int, in_channels: int, head: str, channels_last: bool):
+def _model(arch: str, num_classes: int, in_channels: int, head: str, channels_last: bool, pack: int = 1):
+    """The run's model (seed 0), or ``pack`` of them packed as the trainer packs them."""
     from ..models import get_model
+    from .pack import Pack
 
-    torch.manual_seed(0)
-    model = get_model(arch, num_classes, in_channels, head)
+    models = []
+    for seed in range(pack):
+        torch.manual_seed(seed)
+        models.append(get_model(arch, num_classes, in_channels, head))
+    model = Pack(models) if pack > 1 else models[0]
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def _step(model, opt, x, y, precision: str):
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        loss = F.cross_entropy(model(x).float(), y)
+        out = model(x).float()
+    # a pack's output is (K, N, classes): the sum of its runs' mean losses, as the trainer's step
+    loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="sum") / BATCH
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return loss
 
 
+def steady_rate(step, images_per_step: int) -> float:
+    """Images per second of ``step()`` at steady state: WARMUP_STEPS, then the best of REPEATS timed windows."""
+    started = time.perf_counter()
+    for _ in range(WARMUP_STEPS):
+        step()
+    per_step = (time.perf_counter() - started) / WARMUP_STEPS  # an overestimate: warm-up steps are the slow ones
+    steps = max(WARMUP_STEPS, min(STEPS, int(MAX_REPEAT_SECONDS / per_step)))
+    best = float("inf")
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        best = min(best, time.perf_counter() - started)
+    return steps * images_per_step / best
+
+
 def bare_step_rate(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
-                   channels_last: bool, seconds: float = PROBE_SECONDS) -> float:
-    """Images per second of the bare step at batch 128 on this process's threads."""
-    model = _model(arch, num_classes, in_channels, head, channels_last).train()
+                   channels_last: bool, pack: int = 1) -> float:
+    """Training images per second (all runs of a pack together) of the bare step at batch 128 per run, on this
+    process's threads, at steady state: forward, cross-entropy, backward, torch.optim.SGD on one fixed batch."""
+    model = _model(arch, num_classes, in_channels, head, channels_last, pack).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x = torch.randn(BATCH, in_channels, 32, 32)
+    x = torch.randn(BATCH, pack * in_channels, 32, 32)
     x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-    y = torch.randint(0, num_classes, (BATCH,))
-    _step(model, opt, x, y, precision)  # warm-up: first-call allocations and kernel choices
-    steps, started = 0, time.perf_counter()
-    while steps < 3 or time.perf_counter() - started < seconds:
-        _step(model, opt, x, y, precision)
-        steps += 1
-    return steps * BATCH / (time.perf_counter() - started)
+    y = torch.randint(0, num_classes, (pack, BATCH) if pack > 1 else (BATCH,))
+    return steady_rate(lambda: _step(model, opt, x, y, precision), pack * BATCH)
 
 
 def bf16_agrees(arch: str, num_classes: int, in_channels: int, head: str) -> bool:
@@ -153,37 +176,69 @@ def _worker_rate(args) -> float:
     barrier, model_args = args[0], args[1:]
     torch.set_num_threads(1)
     barrier.wait()
-    return bare_step_rate(*model_args, seconds=2 * PROBE_SECONDS)
+    return bare_step_rate(*model_args)
 
 
-def best_workers(arch: str, num_classes: int, in_channels: int, head: str, precision: str, channels_last: bool,
-                 cores: int | None = None, say=print) -> int:
-    """On a CPU of N cores: 1 (one process, N threads) or N (N single-thread processes side by side), whichever
-    gives more training images per second in aggregate, measured on the bare step and cached."""
+def arrangement_rates(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
+                      channels_last: bool, pack: int, cores: int) -> tuple[float, float]:
+    """(one process of ``cores`` threads, ``cores`` single-thread processes side by side): training images per
+    second of packs of ``pack`` runs, all runs together, at steady state."""
     import multiprocessing as mp
 
-    cores = cores or os.cpu_count() or 1
-    if cores < 2:
-        return 1
-    key = f"workers|{machine_key()}|{arch}|{num_classes}|{in_channels}|{head}|{precision}|{channels_last}|{cores}"
-    cache = _read_cache()
-    if key in cache:
-        return cache[key]["workers"]
+    args = (arch, num_classes, in_channels, head, precision, channels_last, pack)
     before = torch.get_num_threads()
     torch.set_num_threads(cores)
     try:
-        one = bare_step_rate(arch, num_classes, in_channels, head, precision, channels_last, 2 * PROBE_SECONDS)
+        one = bare_step_rate(*args)
     finally:
         torch.set_num_threads(before)
+    if cores < 2:
+        return one, one
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager:
         barrier = manager.Barrier(cores)
         with ctx.Pool(cores) as pool:
-            many = sum(pool.map(_worker_rate, [(barrier, arch, num_classes, in_channels, head, precision,
-                                                channels_last)] * cores))
-    workers = cores if many > one else 1
-    cache[key] = {"workers": workers, "one_process_img_s": one, "single_thread_processes_img_s": many}
+            many = sum(pool.map(_worker_rate, [(barrier, *args)] * cores))
+    return one, many
+
+
+def best_arrangement(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
+                     channels_last: bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES,
+                     say=print) -> dict:
+    """On a CPU of N cores, how a grid trains this network fastest: runs per pack (each of ``packs``) and packs at
+    a time (1 process of N threads, or N single-thread processes), by the aggregate training rate of the bare
+    step, measured at steady state and cached per machine. Returns {"pack", "workers", "rates": {"K x P": img/s}}.
+    Which wins depends on the network and the CPU: packing turns a small network's many tiny operations into
+    fewer larger ones, while a wide one already fills the cores and only loses to grouped convolutions."""
+    cores = cores or os.cpu_count() or 1
+    key = _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs)
+    cache = _read_cache()
+    if key in cache:
+        return cache[key]
+    rates = {}
+    for pack in packs:
+        one, many = arrangement_rates(arch, num_classes, in_channels, head, precision, channels_last, pack, cores)
+        rates[f"{pack} x 1"] = one
+        if cores > 1:
+            rates[f"{pack} x {cores}"] = many
+    best = max(rates, key=rates.get)
+    pack, workers = (int(v) for v in best.split(" x "))
+    choice = {"pack": pack, "workers": workers, "rates": rates}
+    cache[key] = choice
     _write_cache(cache)
-    say(f"measured {arch} on {cores} cores: one process of {cores} threads {one:,.0f} img/s, {cores} single-thread "
-        f"processes {many:,.0f} img/s together; the grid trains {workers} run(s) at a time")
-    return workers
+    say(f"measured {arch} on {cores} cores (runs per pack x packs at a time: img/s, all runs together): "
+        + ", ".join(f"{k}: {v:,.0f}" for k, v in rates.items()))
+    return choice
+
+
+def cached_arrangement(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
+                       channels_last: bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES) -> dict | None:
+    """best_arrangement's cached answer, or None where this machine has not measured it."""
+    key = _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last,
+                           cores or os.cpu_count() or 1, packs)
+    return _read_cache().get(key)
+
+
+def _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs) -> str:
+    return (f"arrangement|{machine_key()}|{arch}|{num_classes}|{in_channels}|{head}|{precision}|{channels_last}|"
+            f"{cores}|{','.join(map(str, packs))}")
