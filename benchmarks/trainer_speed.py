@@ -16,7 +16,11 @@ On a CPU the same run first compares lossnb with the model's own step, per task 
 images, ResNet-20): the bare step (forward, cross-entropy, backward, torch.optim.SGD on one fixed batch) in each
 precision and memory format, the one `auto` takes (the fastest where bf16 agrees with fp32), and lossnb's
 training epoch in that setting as a share of it (`vs_model_step`; `epoch_vs_model_step` counts the evaluation
-too). The CPU's instruction-set flags are recorded beside the figures.
+too). Each bare-step reading is the probe's (10 warm-up steps, best of 3 windows of 100 steps), recorded beside
+this benchmark's own reading of the auto setting (10 warm-up steps, best of 3 windows of 120 steps). Then, for the
+networks the grid packs on a CPU (convnet_bn), the arrangement the grid measures and takes (runs per pack x packs
+at a time), lossnb's real epochs in it, and their ratio to the best steady-state solo bare step on all cores, with
+what bounds the figure. The CPU's instruction-set flags are recorded beside the figures.
 
 Limits measured in the same run (CUDA): device-to-device copy bandwidth and a bf16 8192^3 matmul rate; with
 the FLOPs of one training image (forward + backward, counted by torch.utils.flop_counter), each figure's
@@ -43,7 +47,11 @@ STEPS = 60  # training steps per run in the timed epoch
 REPEATS = 3  # each figure is the fastest of this many timings (lossnb's epochs, the bare step's seconds)
 # (arch, image_prep, input channels) of the CPU's model-step comparison: the report's ConvNet on 1-channel padded
 # images (its shortened protocols) and on the benchmark's 3-channel task, and ResNet-20 on the benchmark's task
-CPU_TASKS = (("convnet", "pad", 1), ("convnet", "resize-rgb", 3), ("resnet20", "resize-rgb", 3))
+CPU_TASKS = (("convnet", "pad", 1), ("convnet", "resize-rgb", 3), ("convnet_bn", "resize-rgb", 3),
+             ("resnet20", "resize-rgb", 3))
+# networks whose CPU arrangement (runs per pack x packs at a time) the grid measures and this benchmark checks
+ARRANGED = (("convnet_bn", "resize-rgb", 3),)
+STEADY_STEPS = 120  # the reference reading of a bare step: 10 warm-up steps, then the best of 3 windows of this many
 
 
 def _cpu_flags():
@@ -143,16 +151,51 @@ def _pack(arch, device, k, graphs, prep="resize-rgb", precision="auto", channels
             "cuda_graphs": run.graphs is not None, "training_images_timed": k * n}
 
 
+def _steady_reference(arch, channels, precision, channels_last):
+    """The bare step timed here, independently of the probe: a plain model, torch.optim.SGD and cross-entropy on
+    one fixed batch of 128, 10 warm-up steps, then the best of 3 windows of STEADY_STEPS steps."""
+    from lossnb.models import get_model
+
+    torch.manual_seed(0)
+    model = get_model(arch, 10, channels).train()
+    x, y = torch.randn(128, channels, 32, 32), torch.randint(0, 10, (128,))
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(10):
+        step()
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(STEADY_STEPS):
+            step()
+        best = min(best, time.perf_counter() - started)
+    return STEADY_STEPS * 128 / best
+
+
 def _model_step(arch, channels):
     """The bare step (lossnb.trainer.probe: forward, cross-entropy, backward, torch.optim.SGD on one fixed batch
-    of 128) in every candidate setting, measured afresh (no cache), and whether bf16 agrees with fp32."""
+    of 128) in every candidate setting, measured afresh (no cache), and whether bf16 agrees with fp32; beside the
+    setting auto takes, this benchmark's own steady-state reading of the same step."""
     from lossnb.trainer import probe
 
     agrees = probe.bf16_agrees(arch, 10, channels, "linear")
-    rates = {probe._name(p, cl): max(probe.bare_step_rate(arch, 10, channels, "linear", p, cl, seconds=1.0)
-                                     for _ in range(REPEATS)) for p, cl in probe.CANDIDATES}
+    rates = {probe._name(p, cl): probe.bare_step_rate(arch, 10, channels, "linear", p, cl)
+             for p, cl in probe.CANDIDATES}
     candidates = {k: v for k, v in rates.items() if agrees or k.startswith("fp32")}
-    return {"rates": rates, "bf16_agrees": agrees, "auto": max(candidates, key=candidates.get)}
+    auto = max(candidates, key=candidates.get)
+    precision, layout = auto.split("/")
+    steady = _steady_reference(arch, channels, precision, layout == "channels_last")
+    return {"rates": rates, "bf16_agrees": agrees, "auto": auto, "probe_reading": rates[auto],
+            f"steady_{STEADY_STEPS}_step_reading": steady, "probe_vs_steady": rates[auto] / steady}
 
 
 def model_step_rows(archs, threads):
@@ -168,10 +211,62 @@ def model_step_rows(archs, threads):
                "vs_model_step": lossnb["training_only_images_per_second"] / bare,
                "epoch_vs_model_step": lossnb["images_per_second"] / bare}
         rows.append(row)
-        print(f"{arch:<9} {prep:<10} bare " + ", ".join(f"{k} {v:,.0f}" for k, v in step["rates"].items())
-              + f" | auto {step['auto']} | lossnb training {lossnb['training_only_images_per_second']:,.0f} img/s = "
-              f"{row['vs_model_step']:.2f}x its bare step, epoch {row['epoch_vs_model_step']:.2f}x", flush=True)
+        print(f"{arch:<10} {prep:<10} bare " + ", ".join(f"{k} {v:,.0f}" for k, v in step["rates"].items())
+              + f" | auto {step['auto']} (probe/{STEADY_STEPS}-step reading {step['probe_vs_steady']:.2f}) | lossnb "
+              f"training {lossnb['training_only_images_per_second']:,.0f} img/s = {row['vs_model_step']:.2f}x its "
+              f"bare step, epoch {row['epoch_vs_model_step']:.2f}x", flush=True)
     return rows
+
+
+def _arrangement(arch, channels, cores):
+    """The grid's measured choice for this network (lossnb.trainer.probe.best_arrangement, fp32 channels_last
+    as the full-length studies pin it, measured afresh in a private cache)."""
+    import os
+
+    from lossnb.trainer import probe
+
+    os.environ["LOSSNB_CACHE"] = tempfile.mkdtemp()
+    return probe.best_arrangement(arch, 10, channels, "linear", "fp32", True, cores=cores, say=lambda _: None)
+
+
+def arrangement_rows(archs, cores, model_steps):
+    """Per network: the arrangement the grid takes, lossnb's real epochs in it (its packs in as many processes at
+    once as it chose, each on its share of the cores) against the best steady-state solo bare step on all cores,
+    and what bounds the figure (its arithmetic rate against this CPU's fp32 matmul rate)."""
+    rows = []
+    peak = measure("cpu_matmul")["gflop_per_s"]
+    for arch, prep, channels in archs:
+        choice = measure("arrangement", arch, channels, cores)
+        k, workers = choice["pack"], choice["workers"]
+        packs = measure_many(workers, cores // workers, "pack", arch, "cpu", k, False, prep, "fp32", "on")
+        rate = sum(p["images_per_second"] for p in packs)
+        bare = next(m for m in model_steps if m["arch"] == arch and m["image_prep"] == prep)
+        solo = max(bare["rates"][n] for n in bare["rates"] if bare["bf16_agrees"] or n.startswith("fp32"))
+        gflops = rate * _flops_per_image(arch) / 1e9
+        row = {"arch": arch, "image_prep": prep, "arrangement": choice, "lossnb_epoch_images_per_second": rate,
+               "lossnb_packs": packs, "solo_bare_step_images_per_second": solo, "vs_solo_bare_step": rate / solo,
+               "achieved_gflop_per_s": gflops, "cpu_fp32_matmul_gflop_per_s": peak,
+               "share_of_matmul_rate": gflops / peak,
+               "bound": "arithmetic" if gflops / peak >= COMPUTE_SHARE else "per-operation overhead and memory "
+                        "traffic (the arithmetic is a small share of the cores' rate)"}
+        rows.append(row)
+        print(f"{arch:<10} packs of {k}, {workers} at a time: lossnb {rate:,.0f} img/s (epochs, evaluation included) "
+              f"= {row['vs_solo_bare_step']:.2f}x the best solo bare step ({solo:,.0f}); {gflops:.0f} GFLOP/s, "
+              f"{row['share_of_matmul_rate']:.0%} of fp32 matmul: bound by {row['bound']}", flush=True)
+    return rows
+
+
+def _cpu_matmul():
+    """fp32 matmul rate on this process's threads: the arithmetic ceiling a CPU figure is compared with."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return {"gflop_per_s": 2 * 2048**3 / best / 1e9}
 
 
 def _flops_per_image(arch):
@@ -220,6 +315,10 @@ def _measure(kind, args, queue):
             result = _limits(*args)
         elif kind == "model_step":
             result = _model_step(*args)
+        elif kind == "arrangement":
+            result = _arrangement(*args)
+        elif kind == "cpu_matmul":
+            result = _cpu_matmul()
         else:
             result = _pack(*args)
         if args and str(args[1]).startswith("cuda"):
@@ -230,13 +329,26 @@ def _measure(kind, args, queue):
 
 
 def measure(kind, *args):
+    return measure_many(1, None, kind, *args)[0]
+
+
+def _measure_on(threads, kind, args, queue):
+    if threads:
+        torch.set_num_threads(threads)
+    _measure(kind, args, queue)
+
+
+def measure_many(n, threads, kind, *args):
+    """The same measurement in ``n`` processes at once (``threads`` each), as a grid runs ``n`` packs at a time."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(kind, args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    procs = [ctx.Process(target=_measure_on, args=(threads, kind, args, queue)) for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    results = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    return results
 
 
 def main(argv=None):
@@ -254,6 +366,7 @@ def main(argv=None):
     out = pathlib.Path(args.out or f"benchmarks/results/trainer_speed_{args.device.split(':')[0]}.json")
     limits = measure("limits", args.device) if cuda else None
     model_steps = None if cuda else model_step_rows(CPU_TASKS, torch.get_num_threads())
+    arrangements = None if cuda else arrangement_rows(ARRANGED, torch.get_num_threads(), model_steps)
     rows = []
     for arch in archs:
         refs = [measure("reference", arch, args.device, STEPS * 128, w) for w in workers]
@@ -289,6 +402,7 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"what": __doc__.strip().splitlines()[0], "machine": describe_machine(args.device),
                                "limits": limits, "steps_timed_per_run": STEPS, "model_step": model_steps,
+                               "arrangement": arrangements,
                                "cpu_flags": _cpu_flags(), "results": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -2,6 +2,7 @@
 analysis and the contract check; its hash names its runs and its copy stays in their records."""
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,8 @@ MISBEHAVING = {
                             "torch.float32 tensor of shape (128,)"),  # a batch of 128
     "an unknown config key": ("return F.cross_entropy(logits, targets) * config['lr']", "KeyError: 'lr'"),
     "an exit": ("import sys; sys.exit(0)", "SystemExit: 0"),
+    "a write into its logits": ("logits.mul_(2); return F.cross_entropy(logits, targets)",
+                                "it wrote into the logits or targets it was given"),
 }
 
 
@@ -203,19 +206,33 @@ def test_a_loss_file_that_breaks_the_contract_in_the_trainer_ends_in_one_line_an
     assert not [p for p in (runs / ".staging").rglob("*") if p.is_file()]
 
 
-@pytest.mark.slow
-def test_a_loss_writing_into_its_logits_cannot_change_the_recorded_accuracy_and_fails_its_check(tmp_path, capsys):
+def test_a_loss_writing_into_its_logits_fails_its_check(tmp_path, capsys):
     path = tmp_path / "inplace_loss.py"
     path.write_text("import torch\nimport torch.nn.functional as F\n\n\ndef compute_loss(logits, targets, config):\n"
                     "    with torch.no_grad():\n"
                     "        logits[torch.arange(len(targets)), targets] += 100.0\n"
                     "    return F.cross_entropy(logits, targets)\n")
-    runs = tmp_path / "runs"
-    assert cli_main(["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", str(path), "--epochs", "1",
-                     "--train-subset", "512", "--val-size", "256", "--runs-dir", str(runs), "--no-progress"]) == 0
-    rows = next(runs.rglob("metrics.csv")).read_text().splitlines()
-    train_acc = float(rows[1].split(",")[rows[0].split(",").index("train_acc")])
-    assert train_acc < 0.9  # one epoch on 512 images: far from the 1.0 the edited logits would show
-    capsys.readouterr()
     assert cli_main(["losses", "check", str(path)]) != 0
     assert "wrote into its inputs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("exit_code", [0, 1])
+def test_a_loss_that_exits_fails_its_check_in_one_line_and_the_verdict_follows(tmp_path, capsys, exit_code):
+    path = tmp_path / "exits.py"
+    path.write_text(f"import sys\n\n\ndef compute_loss(logits, targets, config):\n    sys.exit({exit_code})\n")
+    assert cli_main(["losses", "check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert re.search(rf"FAIL  scalar and gradient +SystemExit\({exit_code}\)", out) and "verdict: fails" in out
+    at_import = tmp_path / "exits_at_import.py"
+    at_import.write_text("import sys\nsys.exit(0)\n")
+    assert cli_main(["losses", "check", str(at_import)]) == 1
+    assert "SystemExit(0)" in capsys.readouterr().out
+
+
+def test_a_loss_that_returns_nan_is_deterministic_and_fails_for_its_value(tmp_path, capsys):
+    path = tmp_path / "nan.py"
+    path.write_text("import torch\n\n\ndef compute_loss(logits, targets, config):\n"
+                    "    return logits.sum() * float('nan')\n")
+    assert cli_main(["losses", "check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "PASS  deterministic" in out and "FAIL  scalar and gradient" in out

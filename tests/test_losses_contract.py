@@ -71,7 +71,11 @@ def test_unknown_loss_lists_the_choices():
     ("poly1", {"epsilon": -2.0}, "epsilon >= -1"),
     ("gce", {"q": 0.0}, "0 < q <= 1"),
     ("logitnorm", {"tau": 0.0}, "tau > 0"),
-    ("focal", {"gamma": float("nan")}, "gamma=nan"),
+    ("focal", {"gamma": float("nan")}, "gamma=nan is not a finite number"),
+    # an int beyond a float's range: named, cut to one line, never an OverflowError
+    ("focal", {"gamma": 10**400}, r"gamma=1000000000000000000000000000000000000000\.\.\. \(401 characters\) is not "
+                                  "a finite number"),
+    ("label_smoothing", {"eps": -10**400}, r"is not a finite number; its domain is 0 <= eps < 1"),
     ("focal", {"gamma": "2"}, "gamma='2'"),
     ("bitempered", {"t1": 1.5}, "0 < t1 <= 1"),
     ("focal", {"alpha": 0.25}, r"no hyperparameter 'alpha'; its hyperparameters are: gamma"),

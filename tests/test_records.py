@@ -30,9 +30,15 @@ def damage(run_dir: Path, how: str) -> None:
         cells = lines[1].split(",")
         cells[3] = "nan"
         (run_dir / "metrics.csv").write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    elif how == "complete but short":  # consistent with itself, one epoch of its run's two
+        lines = (run_dir / "metrics.csv").read_text().splitlines()
+        (run_dir / "metrics.csv").write_text("\n".join(lines[:2]) + "\n")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        (run_dir / "summary.json").write_text(json.dumps(summary | {"epochs_completed": 1}))
 
 
-HOW = ["summary cut short", "summary a list", "no config", "metrics cut mid-row", "a NaN in metrics"]
+HOW = ["summary cut short", "summary a list", "no config", "metrics cut mid-row", "a NaN in metrics",
+       "complete but short"]
 
 
 @pytest.fixture
@@ -67,9 +73,11 @@ def test_a_grid_skips_a_broken_record_with_its_reason_and_plans_the_rest(two_rec
     assert [c.seed for c in again.todo] == [1, 2]
 
 
-def test_train_refuses_a_broken_record_in_one_line_and_force_retrains_it(two_records, capsys):
+@pytest.mark.parametrize("how, said", [("summary cut short", "summary.json is not a JSON object"),
+                                       ("complete but short", "complete after 1 epochs, but its run has 2")])
+def test_train_refuses_a_broken_record_in_one_line_and_force_retrains_it(two_records, capsys, how, said):
     root, _, bad = two_records
-    damage(bad, "summary cut short")
+    damage(bad, how)
     args = ["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "ce", "--seed", "1", "--epochs",
             "2", "--protocol", "t", "--runs-dir", str(root), "--no-progress", "--train-subset", "256",
             "--val-size", "256"]
@@ -80,7 +88,7 @@ def test_train_refuses_a_broken_record_in_one_line_and_force_retrains_it(two_rec
     bad.rename(target)
     assert cli_main(args) == 2
     err = capsys.readouterr().err
-    assert "summary.json is not a JSON object" in err and "--force" in err and "Traceback" not in err
+    assert said in err and "--force" in err and "Traceback" not in err
     assert cli_main([*args, "--replace-broken"]) == 0
     assert records.is_finished(target)
 
@@ -100,7 +108,7 @@ def test_a_record_moved_into_another_folder_is_not_read_as_that_folders_run(tmp_
 
 
 def test_hidden_protocol_and_missing_runs_folder(tmp_path):
-    with pytest.raises(ValueError, match="not start with '.'"):
+    with pytest.raises(ValueError, match="starting with a letter or digit .* a hidden one no table reads"):
         RunConfig(loss="ce", **{**CFG, "protocol": ".hidden"})
     with pytest.warns(UserWarning, match="no runs directory"):
         runs, _ = load_runs(tmp_path / "nowhere")

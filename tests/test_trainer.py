@@ -73,7 +73,17 @@ def test_os_errors_and_bad_config_files_end_in_one_line(tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     code = cli_main(RUN + ["--epochs", "1", "--train-subset", "256", "--runs-dir", str(tmp_path / "afile")])
     err = capsys.readouterr().err
-    assert code == 1 and "afile" in err and "Traceback" not in err
+    assert code == 2 and "afile is a file, not a folder" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["export-loss", "focal"],
+                                     ["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "focal"]])
+def test_a_hyperparameter_too_large_for_a_float_ends_in_one_short_line(command, capsys):
+    huge = "1" + "0" * 400
+    code = cli_main([*command, "--loss-param", f"gamma={huge}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "gamma=" in err and "is not a finite number" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and len(err) < 300
 
 
 def test_ctrl_c_ends_in_one_line_saying_how_to_resume(tmp_path, capsys, monkeypatch):
@@ -158,7 +168,10 @@ RUN = ["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "ce"
     (["--weight-decay", "nan"], "weight_decay=nan; it must be a finite number"),
     (["--seed", str(2**64)], "seed=18446744073709551616; it must be <= 4294967295"),
     (["--image-prep", "crop"], "invalid choice: 'crop'"),
-    (["--data-root", "/nonexistent", "--dataset", "mnist"], "mnist not found; looked in: /nonexistent/MNIST/raw"),
+    (["--data-root", "/nonexistent", "--dataset", "mnist"], "--data-root /nonexistent: no such folder"),
+    (["--momentum", "1e6"], "momentum=1000000.0; it must be <= 1"),
+    (["--protocol", "two\nlines"], "protocol name 'two\\nlines' must be one word of letters, digits"),
+    (["--protocol", ".hidden"], "protocol name '.hidden' must be one word"),
 ])
 def test_bad_inputs_end_in_one_line_naming_the_value_and_the_choices(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) if "invalid choice" in message else _no_exit():

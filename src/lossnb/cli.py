@@ -290,11 +290,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_folders(args) -> None:
+    """Folders given on the command line, refused before anything runs: a data root that does not exist (its
+    data would silently come from elsewhere), a runs folder that is a file."""
+    data_root = getattr(args, "data_root", None)
+    if data_root is not None and not getattr(args, "download", False) and not Path(data_root).is_dir():
+        raise ValueError(f"--data-root {data_root}: no such folder (leave it out to read {default_root()})")
+    runs_dir = getattr(args, "runs_dir", None)
+    if runs_dir is not None and Path(runs_dir).exists() and not Path(runs_dir).is_dir():
+        raise ValueError(f"--runs-dir {runs_dir} is a file, not a folder")
+
+
+def default_root() -> str:
+    from .data.datasets import default_data_root
+
+    return f"$LOSSNB_DATA, ./data or the Debian package's folder; now {default_data_root()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     from .data import DatasetNotFound
 
     args = build_parser().parse_args(argv)
     try:
+        _check_folders(args)
         return args.func(args)
     except (ValueError, DatasetNotFound) as e:  # bad names, values and files: one clear line, no traceback
         print(f"lossnb {args.command}: {e}", file=sys.stderr)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .trainer import records
-from .trainer.records import METRIC_COLUMNS, SUMMARY_FIELDS
+from .trainer.records import FIT_FIELDS, METRIC_COLUMNS, SUMMARY_FIELDS
 
 REQUIRED_CONFIG = ("arch", "dataset", "loss", "loss_params", "seed", "protocol", "epochs")
 
@@ -37,15 +37,7 @@ def read_record(run_dir: Path, relative_path: str | None = None) -> dict:
     for key in REQUIRED_CONFIG:
         if key not in config.get("run", {}):
             raise RecordError(f"{run_dir / 'config.json'}: run.{key} is missing")
-    for key in SUMMARY_FIELDS:
-        if key not in summary:
-            raise RecordError(f"{run_dir / 'summary.json'}: {key} is missing")
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
-    if missing:
-        raise RecordError(f"{run_dir / 'metrics.csv'}: column {missing[0]} is missing")
-    if summary["status"] == "complete" and len(metrics) != config["run"]["epochs"]:
-        raise RecordError(f"{run_dir}: complete but metrics.csv has {len(metrics)} of {config['run']['epochs']} epochs")
     return {"dir": run_dir, "config": config, "summary": summary, "metrics": metrics}
 
 
@@ -75,7 +67,7 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         row = {"study": study, "task": task, "arch": run["arch"], "dataset": run["dataset"],
                "head": run.get("head", "linear"), "loss_tag": loss_tag, "loss": run["loss"],
                "loss_params": run["loss_params"], "seed": run["seed"], "epochs": run["epochs"],
-               **{k: rec["summary"].get(k) for k in SUMMARY_FIELDS},
+               **{k: rec["summary"].get(k) for k in SUMMARY_FIELDS + FIT_FIELDS},
                "eval_split": rec["summary"].get("eval_split", "test"),
                "follows_200_epoch_protocol": bool(config.get("follows_200_epoch_protocol", False)),
                "image_prep": run.get("image_prep", "pad"),
@@ -83,7 +75,8 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                "device_name": _device_name(config.get("environment", {})), "dir": str(run_dir)}
         rows.append(row)
         curves.append(rec["metrics"].assign(study=study, task=task, loss_tag=loss_tag, seed=run["seed"]))
-    columns = ["study", "task", "arch", "dataset", "head", "loss_tag", "loss", "loss_params", "seed", "epochs", *SUMMARY_FIELDS, "eval_split",
+    columns = ["study", "task", "arch", "dataset", "head", "loss_tag", "loss", "loss_params", "seed", "epochs",
+               *SUMMARY_FIELDS, *FIT_FIELDS, "eval_split",
                "follows_200_epoch_protocol", "image_prep", "pack_size", "device_name", "dir"]
     runs = pd.DataFrame(rows, columns=columns)  # the columns even when no record exists yet
     runs.attrs["skipped"] = skipped

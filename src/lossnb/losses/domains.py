@@ -6,7 +6,13 @@ from typing import Any
 
 
 def is_real(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite number that a float can hold (an int of 400 digits cannot)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def nonneg(v: Any) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import torch
 
+from . import domains
 from .contract import check_inputs
 
 
@@ -93,18 +94,26 @@ def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
     for key, value in resolved.items():
         p = s.params[key]
         if _is_number(p.default) and not _is_number(value):  # a word or a list where a number goes
-            raise ValueError(f"loss {name!r}: {key}={value!r} is not a number; its domain is {p.domain}")
+            raise ValueError(f"loss {name!r}: {key}={_shown(value)} is not a number; its domain is {p.domain}")
+        if _is_number(value) and not domains.is_real(value):
+            raise ValueError(f"loss {name!r}: {key}={_shown(value)} is not a finite number; its domain is {p.domain}")
         try:
             ok = bool(p.valid(value))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             ok = False
         if not ok:
-            raise ValueError(f"loss {name!r}: {key}={value!r} is outside its domain ({p.domain})")
+            raise ValueError(f"loss {name!r}: {key}={_shown(value)} is outside its domain ({p.domain})")
     return resolved
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shown(value: Any, most: int = 40) -> str:
+    """A value for a one-line message: its repr, cut with its length where it is long (a 400-digit number)."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[:most]}... ({len(text)} characters)"
 
 
 def make_config(num_classes: int, epoch: int = 0, total_epochs: int = 1) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from pathlib import PurePosixPath
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 from .. import losses
 from ..data import DATASETS, IMAGE_PREPS
 from ..models import HEADS, available_models
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a protocol's name: one line, a folder's name anywhere
 
 # the fields that define a run's protocol: a value other than the default is written into its directory name
 BUDGET_SHORT = {"batch_size": "bs", "lr": "lr", "momentum": "mom", "weight_decay": "wd"}
@@ -44,7 +47,7 @@ class RunConfig:
     epochs: int = _f(200, "epochs (the cosine schedule spans them all)", minimum=1)
     batch_size: int = _f(128, "training batch size (the last partial batch is kept)", minimum=1)
     lr: float = _f(0.1, "SGD learning rate", minimum=0, exclusive=True)
-    momentum: float = _f(0.9, "SGD momentum", minimum=0)
+    momentum: float = _f(0.9, "SGD momentum", minimum=0, maximum=1)  # above 1 every step grows: it diverges
     weight_decay: float = _f(5e-4, "SGD weight decay", minimum=0)
     nesterov: bool = _f(False, "Nesterov momentum")
     train_subset: typing.Optional[int] = _f(None, "train on a fixed random subset of N images", minimum=1)
@@ -73,9 +76,9 @@ class RunConfig:
             raise ValueError(f"loss {self.loss!r} takes cosine logits and head={self.head!r}; set head: cosine")
         # a loss file is named by its stem and hash, fixed here: a file edited later is another run
         self._loss_tag = losses.spec(self.loss).name if losses.is_loss_file(self.loss) else None
-        if not self.protocol or "/" in self.protocol or self.protocol.startswith("."):
-            raise ValueError(f"protocol name {self.protocol!r} must be non-empty, contain no '/' and not start "
-                             "with '.' (a hidden folder, which no table reads)")
+        if not SAFE_NAME.fullmatch(self.protocol):
+            raise ValueError(f"protocol name {self.protocol!r} must be one word of letters, digits and . _ + -, "
+                             "starting with a letter or digit (it names a folder; a hidden one no table reads)")
         if self.loss_tag().startswith("."):
             raise ValueError(f"loss file {self.loss!r}: a name starting with '.' makes a hidden folder, which no "
                              "table reads; rename the file")

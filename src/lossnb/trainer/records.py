@@ -25,6 +25,8 @@ METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_a
                   "epoch_seconds", "train_images_per_second"]
 SUMMARY_FIELDS = ["status", "epochs_completed", "best_test_acc", "best_epoch", "final_test_acc", "final_test_loss",
                   "final_test_ece", "final_test_macro_f1", "wall_seconds"]
+# a complete run's fit, measured once as it ends (records made before it was measured lack it)
+FIT_FIELDS = ["train_eval_acc", "train_eval_loss"]
 FINISHED = ("complete", "diverged")
 
 
@@ -146,6 +148,12 @@ def record_problem(run_dir: Path, relative_path: str | None = None) -> str | Non
         return f"{run_dir / 'config.json'} was made for {config['run_path']}, not for this folder"
     if not isinstance(run, dict):
         return f"{run_dir / 'config.json'}: 'run' is not a mapping"
+    missing = [key for key in SUMMARY_FIELDS if key not in summary]
+    if missing:
+        return f"{run_dir / 'summary.json'}: {missing[0]} is missing"
+    if summary["status"] == "complete" and summary["epochs_completed"] != run.get("epochs"):
+        return (f"{run_dir / 'summary.json'}: complete after {summary['epochs_completed']!r} epochs, but its run has "
+                f"{run.get('epochs')!r}")
     return _metrics_problem(run_dir / "metrics.csv", summary.get("epochs_completed"))
 
 

@@ -134,10 +134,14 @@ class PackRun:
     def loss_value(self, k: int, logits: torch.Tensor, targets: torch.Tensor, config: dict) -> torch.Tensor:
         """Run k's loss, held to the contract `lossnb losses check` tries: a differentiable floating-point
         scalar, and no exception (nor exit) from inside the loss; else LossFailed naming the loss and where."""
+        versions = (logits._version, targets._version)  # bumped by any in-place write, with no host sync
         try:
             value = self.losses[k](logits, targets, config)
         except (Exception, SystemExit) as err:  # a loss file is user code: its exit is its failure, not ours
             raise LossFailed(self.cfgs[k], config, self.host_step, f"{type(err).__name__}: {err}") from None
+        if (logits._version, targets._version) != versions:
+            raise LossFailed(self.cfgs[k], config, self.host_step, "it wrote into the logits or targets it was "
+                             "given, which the trainer measures with (compute on a copy: logits * 2, not mul_)")
         if not (torch.is_tensor(value) and value.dim() == 0 and value.is_floating_point() and value.requires_grad):
             what = f"a {value.dtype} tensor of shape {tuple(value.shape)}" if torch.is_tensor(value) else \
                 f"{type(value).__name__} {value!r}"[:80]
