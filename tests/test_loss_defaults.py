@@ -18,6 +18,9 @@ FROM_THE_SOURCE = {
     "maxsup": ({"alpha_start": 0.1, "alpha_end": 0.2}, "Zhou et al. 2025's code: alpha ramps 0.1 -> 0.2"),
     "mbls": ({"margin": 10.0, "lam": 0.1}, "Liu et al. 2022: margin 10, lambda 0.1"),
     "online_ls": ({"alpha": 0.5, "smoothing": 0.1}, "Zhang et al. 2021: alpha = 0.5; epoch 0 as label smoothing 0.1"),
+    "smooth_poly": ({"eps_start": 0.05, "eps_end": 0.15, "poly": 1.0, "logit_penalty": 1e-3},
+                    "MLS-Bench's published design 'Adaptive smooth-poly with logit penalty': eps 0.05 + 0.1 t/T, "
+                    "Poly-1 weight 1 for C <= 50, logit penalty 1e-3"),
     "arcface": ({"s": 64.0, "m": 0.5, "easy_margin": False}, "Deng et al. 2019: s = 64, m = 0.5; the authors' code's "
                 "default easy_margin = False"),
 }

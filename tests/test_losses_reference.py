@@ -164,12 +164,32 @@ def test_logitnorm_matches_the_authors_code():
 
 
 @pytest.mark.parametrize("epoch", [0, 5, 9])
-def test_maxsup_matches_the_authors_code_and_ramp(epoch):
-    def reference(z, t):
-        lam = 0.1 + 0.1 * epoch / max(1, 10 - 1)
+def test_maxsup_matches_the_authors_code_with_its_ramp_ending_at_the_last_epoch(epoch):
+    """The authors' MaxSuppression term; their ramp is begin + (end - begin) * epoch / epochs, lossnb's reaches
+    end at the last epoch (epoch / (epochs - 1)): equal at epoch 0, apart by at most (end - begin) / epochs."""
+    def reference(z, t, lam):
         return F.cross_entropy(z, t) + lam * (z.topk(1, dim=-1)[0] - z.mean(dim=-1, keepdim=True)).mean()
 
-    assert_same_value_and_grad("maxsup", {}, reference, cfg=config(epoch=epoch, total=10))
+    lam = 0.1 + 0.1 * epoch / max(1, 10 - 1)
+    assert_same_value_and_grad("maxsup", {}, lambda z, t: reference(z, t, lam), cfg=config(epoch=epoch, total=10))
+    authors = 0.1 + (0.2 - 0.1) * epoch / 10
+    assert abs(lam - authors) <= (0.2 - 0.1) / 10 + 1e-12 and (epoch or lam == authors)
+
+
+@pytest.mark.parametrize("epoch", [0, 100, 199])
+def test_smooth_poly_matches_its_design_written_out(epoch):
+    """The published design: smoothed targets (1 - eps) one-hot + eps / C with eps = 0.05 + 0.1 t / T, plus
+    (1 - p_y) and 1e-3 times the squared logit norm, each averaged over the batch."""
+    def reference(z, t):
+        c = z.shape[1]
+        eps = 0.05 + 0.1 * epoch / 200
+        p = naive_softmax(z)
+        q = (1 - eps) * onehot(t, c) + eps / c
+        smoothed = -(q * torch.log(p)).sum(dim=1)
+        p_y = p[torch.arange(len(t)), t]
+        return (smoothed + (1 - p_y) + 1e-3 * (z * z).sum(dim=1)).mean()
+
+    assert_same_value_and_grad("smooth_poly", {}, reference, cfg=config(epoch=epoch, total=200), rtol=1e-9)
 
 
 def test_margin_matches_the_written_formula():

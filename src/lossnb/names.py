@@ -5,9 +5,10 @@ from typing import Any
 
 PLAIN = {"ce": "cross-entropy", "label_smoothing": "label smoothing", "focal": "focal", "poly1": "Poly-1",
          "mae": "MAE", "maxsup": "MaxSup", "capped_ce": "capped CE", "selfshaped_ls": "self-shaped LS",
-         "complement_ls": "complement LS"}
+         "complement_ls": "complement LS", "smooth_poly": "ramped LS + Poly-1 + logit penalty"}
 SYMBOLS = {"eps": "ε", "epsilon": "ε", "gamma": "γ", "alpha": "α", "beta": "β", "tau": "τ", "lam": "λ"}
-HIDDEN = {("label_smoothing", "convention"), ("maxsup", "alpha_start"), ("maxsup", "alpha_end")}
+HIDDEN = {("label_smoothing", "convention"), ("maxsup", "alpha_start"), ("maxsup", "alpha_end"),
+          *(("smooth_poly", k) for k in ("eps_start", "eps_end", "poly", "logit_penalty"))}
 
 
 def plain_name(loss: str, params: dict[str, Any] | None = None) -> str:

@@ -9,7 +9,7 @@ hyperparameters; ``export_source(name, **hparams)`` writes a standalone
 ``compute_loss`` for the benchmark's custom_loss.py. Wherever a name is taken, a loss file
 (``path/custom_loss.py`` or ``path/file.py:function``) is taken too.
 """
-from . import angular, capped, complement, online_ls, robust, shaped, softmax, sparse  # noqa: F401  (importing registers the losses)
+from . import angular, capped, complement, online_ls, recipe, robust, shaped, softmax, sparse  # noqa: F401  (importing registers the losses)
 from .export import export_source
 from .files import is_loss_file
 from .registry import Loss, LossSpec, Param, available, get, make_config, spec

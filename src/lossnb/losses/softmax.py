@@ -189,7 +189,9 @@ def logitnorm(logits, targets, config, tau=0.04):
     formula=r"-\log p_t + \alpha(e)\,\big(\max_k z_k - \tfrac1C \textstyle\sum_k z_k\big),"
             r"\quad \alpha(e) = \alpha_0 + (\alpha_1-\alpha_0)\,\tfrac{e}{\max(1, E-1)}",
     summary="Label smoothing penalises z_t - mean(z); MaxSup penalises the top-1 logit instead. "
-            "alpha ramps linearly from alpha_start to alpha_end over the run, as in the authors' code.",
+            "alpha ramps linearly from alpha_start to alpha_end over the run and reaches alpha_end at the last "
+            "epoch; the authors' code (Conv/ffcv/losses.py, MaxSuppression) ramps by epoch / E and stops one "
+            "step short (0.1995 at the last of 200 epochs), a difference of at most (alpha_end - alpha_start) / E.",
     params={
         "alpha_start": Param(0.1, nonneg, "alpha_start >= 0"),
         "alpha_end": Param(0.2, nonneg, "alpha_end >= 0"),
