@@ -72,12 +72,14 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                "follows_200_epoch_protocol": bool(config.get("follows_200_epoch_protocol", False)),
                "image_prep": run.get("image_prep", "pad"),
                "pack_size": config.get("packing", {}).get("pack_size", 1),
+               "eval_size": config.get("data", {}).get("eval_size"),
+               "cpu_threads": config.get("environment", {}).get("cpu_threads"),
                "device_name": _device_name(config.get("environment", {})), "dir": str(run_dir)}
         rows.append(row)
         curves.append(rec["metrics"].assign(study=study, task=task, loss_tag=loss_tag, seed=run["seed"]))
     columns = ["study", "task", "arch", "dataset", "head", "loss_tag", "loss", "loss_params", "seed", "epochs",
                *SUMMARY_FIELDS, *FIT_FIELDS, "eval_split",
-               "follows_200_epoch_protocol", "image_prep", "pack_size", "device_name", "dir"]
+               "follows_200_epoch_protocol", "image_prep", "pack_size", "eval_size", "cpu_threads", "device_name", "dir"]
     runs = pd.DataFrame(rows, columns=columns)  # the columns even when no record exists yet
     runs.attrs["skipped"] = skipped
     empty_curves = pd.DataFrame(columns=[*METRIC_COLUMNS, "study", "task", "loss_tag", "seed"])

@@ -1,0 +1,108 @@
+"""A pilot's verdict on its records: each candidate network against the criteria written down before its runs
+(grids/pilots/*.yaml), the choice its rule makes, and the spread of paired differences that the chosen network
+hands to the full-length study's power computation. Validation split only: the pilot's records evaluate on
+images held out of the training set."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .grid import load_grid
+from .results import with_trained
+
+FULL_TRAINING_SET = 60_000  # a full-length study trains on every training image; the pilot holds 10,000 out
+CORES = 2  # "hours of this 2-core machine": the criteria's unit of cost
+
+
+@dataclasses.dataclass
+class Pilot:
+    path: Path
+    study: str  # the runs' top folder: protocol and budget, e.g. pilot-bn-e200-val10000
+    candidates: list[str]  # cheapest first
+    reference: str | None
+    least_mean_gap: float
+    hours: float
+    planned_runs: int
+    raw: dict
+
+
+def load_pilot(path: str | Path) -> Pilot:
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text())
+    grid = load_grid(path.parent / raw["grid"])
+    criteria = raw["criteria"]
+    return Pilot(path, str(grid.runs[0].run_path().parts[0]), list(raw["candidates"]), raw.get("reference"),
+                 float(criteria["regime"]["least_mean_gap"]), float(criteria["cost"]["hours"]),
+                 int(criteria["cost"]["runs"]), raw)
+
+
+def pilot_runs(pilot: Pilot, runs: pd.DataFrame) -> pd.DataFrame:
+    """The pilot's complete records, with trained / collapsed, each run's fit gap (accuracy on its own
+    un-augmented training images minus final validation accuracy) and its cost in machine-hours at full length."""
+    done = with_trained(runs[(runs["study"] == pilot.study) & (runs["status"] == "complete")])
+    threads = done["cpu_threads"].fillna(CORES)
+    # the pack's wall time is shared by its runs, and a process of t threads holds t of the cores
+    seconds = done["wall_seconds"] * threads / (CORES * done["pack_size"])
+    train_size = FULL_TRAINING_SET - done["eval_size"]
+    return done.assign(gap=done["train_eval_acc"] - done["final_test_acc"],
+                       full_length_hours=seconds * FULL_TRAINING_SET / train_size / 3600)
+
+
+def candidate_table(pilot: Pilot, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per network (candidates cheapest first, then the reference): runs, failures, accuracies, the fit gap, the
+    planned grid's hours, and whether each criterion is met (reference: not judged)."""
+    done = pilot_runs(pilot, runs)
+    rows = []
+    for arch in pilot.candidates + ([pilot.reference] if pilot.reference else []):
+        mine = done[done["arch"] == arch]
+        trained = mine[mine["trained"]]
+        hours = pilot.planned_runs * mine["full_length_hours"].mean() if len(mine) else np.nan
+        stable = bool(len(mine)) and bool(mine["trained"].all() and not mine["collapsed"].any())
+        regime = (len(trained) > 0 and trained["gap"].mean() >= pilot.least_mean_gap
+                  and bool((trained["gap"] > 0).all()))
+        rows.append({"arch": arch, "candidate": arch in pilot.candidates, "runs": len(mine),
+                     "did not train": int((~mine["trained"]).sum()), "collapsed": int(mine["collapsed"].sum()),
+                     "best val acc": trained["best_test_acc"].mean(), "final val acc": trained["final_test_acc"].mean(),
+                     "train acc (un-augmented)": trained["train_eval_acc"].mean(), "mean gap": trained["gap"].mean(),
+                     "least gap": trained["gap"].min(), "grid hours": hours, "stable": stable, "regime": bool(regime),
+                     "affordable": bool(hours <= pilot.hours)})
+    return pd.DataFrame(rows).set_index("arch")
+
+
+def choice(pilot: Pilot, table: pd.DataFrame) -> tuple[str | None, str]:
+    """(network, why) by the pilot's rule: the cheapest candidate that is stable and in the regime within the
+    cost; else the stable affordable candidate with the largest mean gap; None while a cheaper candidate that
+    could still qualify has no runs."""
+    candidates = table[table["candidate"]]
+    for arch, row in candidates.iterrows():
+        if row["runs"] == 0:
+            return None, f"{arch} has no complete run yet"
+        if row["stable"] and row["regime"] and row["affordable"]:
+            return arch, "the cheapest candidate that is stable and fits its training data within the cost"
+    fallback = candidates[candidates["stable"] & candidates["affordable"]]
+    if fallback.empty:
+        return None, "no candidate is stable within the cost"
+    return str(fallback["mean gap"].idxmax()), "no candidate fits its training data within the cost: the stable " \
+                                               "affordable one closest to it"
+
+
+def paired_spread(pilot: Pilot, runs: pd.DataFrame, arch: str, metric: str = "best_test_acc") -> dict:
+    """The standard deviation of paired differences (by seed) between the pilot's losses on ``arch``, pooled over
+    the pairs weighted by their degrees of freedom, as the study's power rule uses it."""
+    done = pilot_runs(pilot, runs)
+    wide = done[(done["arch"] == arch) & done["trained"]].pivot_table(index="seed", columns="loss_tag",
+                                                                       values=metric)
+    tags = sorted(wide.columns)
+    pairs, sum_squares, dof = {}, 0.0, 0
+    for i, a in enumerate(tags):
+        for b in tags[i + 1:]:
+            diff = (wide[a] - wide[b]).dropna()
+            if len(diff) >= 2:
+                pairs[(a, b)] = float(diff.std(ddof=1))
+                sum_squares += diff.var(ddof=1) * (len(diff) - 1)
+                dof += len(diff) - 1
+    return {"pooled_sd": float(np.sqrt(sum_squares / dof)) if dof else np.nan, "dof": dof, "pairs": pairs}

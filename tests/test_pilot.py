@@ -1,0 +1,105 @@
+"""A pilot's criteria and choice on synthetic records, checked against the rule as its file states it and against
+numbers worked by hand."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import write_synthetic_record
+from lossnb.pilot import candidate_table, choice, load_pilot, paired_spread
+from lossnb.results import load_runs
+
+LOSSES = ["ce", "focal"]
+
+
+@pytest.fixture
+def pilot(tmp_path):
+    grid = {"protocol": "p", "budget": {"epochs": 2}, "tasks": [{"arch": a, "dataset": "fashionmnist"} for a in
+            ("convnet_bn", "convnet_bn_w2", "convnet")], "losses": LOSSES, "seeds": [1, 2, 3]}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    spec = {"grid": "grid.yaml", "candidates": ["convnet_bn", "convnet_bn_w2"], "reference": "convnet",
+            "criteria": {"regime": {"least_mean_gap": 0.01}, "cost": {"hours": 30, "runs": 70}}}
+    (tmp_path / "pilot.yaml").write_text(yaml.safe_dump(spec))
+    return load_pilot(tmp_path / "pilot.yaml")
+
+
+def record(root, arch, loss, seed, best=0.9, final=None, fit=None, wall=3600.0, pack=4, threads=1, eval_size=10000):
+    final = best if final is None else final
+    run_dir = write_synthetic_record(root / "runs", loss, seed, best, final=final, protocol="p", arch=arch,
+                                     wall_seconds=wall, pack_size=pack, train_eval_acc=final + 0.02 if fit is None
+                                     else fit)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["data"] = {"eval_size": eval_size}
+    config["environment"]["cpu_threads"] = threads
+    (run_dir / "config.json").write_text(json.dumps(config))
+
+
+def table_and_choice(pilot, root):
+    runs, _ = load_runs(root / "runs")
+    table = candidate_table(pilot, runs)
+    return table, choice(pilot, table)
+
+
+def everything(root, arch, **kw):
+    for loss in LOSSES:
+        for seed in (1, 2, 3):
+            record(root, arch, loss, seed, **kw)
+
+
+def test_the_cheapest_candidate_that_meets_every_criterion_is_chosen(pilot, tmp_path):
+    everything(tmp_path, "convnet_bn")
+    everything(tmp_path, "convnet_bn_w2", fit=0.95)  # fits better, but costs more: the rule takes the cheaper
+    everything(tmp_path, "convnet", fit=0.85)  # the reference underfits: not judged, but its gap is stated
+    table, (arch, _) = table_and_choice(pilot, tmp_path)
+    assert arch == "convnet_bn"
+    assert table.loc["convnet_bn", "mean gap"] == pytest.approx(0.02)
+    assert table.loc["convnet", "mean gap"] == pytest.approx(-0.05)
+    # by hand: an hour of a pack of 4 on 1 of 2 cores is 1/8 machine-hour a run, on 50,000 of 60,000 images
+    assert table.loc["convnet_bn", "grid hours"] == pytest.approx(70 * 3600 * 1 / (2 * 4) * 60000 / 50000 / 3600)
+
+
+def test_a_run_that_did_not_train_or_collapsed_makes_a_candidate_unstable(pilot, tmp_path):
+    everything(tmp_path, "convnet_bn")
+    everything(tmp_path, "convnet_bn_w2")
+    record(tmp_path, "convnet_bn", "focal", 4, best=0.1)  # chance on 10 classes
+    table, (arch, _) = table_and_choice(pilot, tmp_path)
+    assert not table.loc["convnet_bn", "stable"] and table.loc["convnet_bn", "did not train"] == 1
+    assert arch == "convnet_bn_w2"
+    record(tmp_path, "convnet_bn_w2", "focal", 4, best=0.9, final=0.1)
+    table, _ = table_and_choice(pilot, tmp_path)
+    assert table.loc["convnet_bn_w2", "collapsed"] == 1 and not table.loc["convnet_bn_w2", "stable"]
+
+
+def test_a_candidate_under_the_gap_or_over_the_cost_is_passed_over_and_the_fallback_is_the_largest_gap(pilot,
+                                                                                                      tmp_path):
+    everything(tmp_path, "convnet_bn", fit=0.905)  # gap 0.5 points: below the 1-point threshold
+    everything(tmp_path, "convnet_bn_w2", fit=0.93, wall=3600.0 * 8)  # gap 3, but 8 hours a pack: 84 h of grid
+    table, (arch, why) = table_and_choice(pilot, tmp_path)
+    assert not table.loc["convnet_bn", "regime"] and table.loc["convnet_bn_w2", "regime"]
+    assert not table.loc["convnet_bn_w2", "affordable"]
+    assert arch == "convnet_bn" and "closest" in why
+
+
+def test_no_choice_while_a_cheaper_candidate_has_no_runs(pilot, tmp_path):
+    everything(tmp_path, "convnet_bn_w2")
+    assert table_and_choice(pilot, tmp_path)[1][0] is None
+
+
+def test_the_paired_spread_is_the_pooled_standard_deviation_of_the_seed_differences(pilot, tmp_path):
+    accuracies = {"ce": [0.90, 0.91, 0.93], "focal": [0.89, 0.915, 0.92]}
+    for loss, values in accuracies.items():
+        for seed, acc in zip((1, 2, 3), values):
+            record(tmp_path, "convnet_bn", loss, seed, best=acc)
+    runs, _ = load_runs(tmp_path / "runs")
+    spread = paired_spread(pilot, runs, "convnet_bn")
+    diff = np.array(accuracies["ce"]) - np.array(accuracies["focal"])
+    assert spread["pooled_sd"] == pytest.approx(np.std(diff, ddof=1)) and spread["dof"] == 2
+
+
+def test_the_committed_pilot_reads_as_its_grid_names_it():
+    from pathlib import Path
+
+    pilot = load_pilot(Path(__file__).parents[1] / "grids" / "pilots" / "convnet-bn.yaml")
+    assert pilot.study == "pilot-bn-e200-val10000" and pilot.candidates[0] == "convnet_bn"
+    assert (pilot.least_mean_gap, pilot.hours, pilot.planned_runs) == (0.01, 30.0, 70)
