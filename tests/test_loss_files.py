@@ -204,6 +204,7 @@ def test_a_loss_file_that_breaks_the_contract_in_the_trainer_ends_in_one_line_an
     assert f"loss {path} of " in err and "failed at epoch 1, step 1" in err and message in err
     assert not list(runs.rglob("summary.json")) and not list(runs.rglob("*.pt"))
     assert not [p for p in (runs / ".staging").rglob("*") if p.is_file()]
+    assert not [p for p in runs.iterdir() if not p.name.startswith(".")]  # no empty folder of the refused run
 
 
 def test_a_loss_writing_into_its_logits_fails_its_check(tmp_path, capsys):

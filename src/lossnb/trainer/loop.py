@@ -49,6 +49,14 @@ def train_pack(cfgs: list[RunConfig], *, runs_dir: str | Path = "runs", checkpoi
     """
     _check_packable(cfgs)
     files = [RunFiles.of(c, runs_dir, checkpoint_dir) for c in cfgs]
+    try:
+        return _train_locked(cfgs, files, data_root, download, resume, force, progress, data, replace_broken)
+    finally:  # a run refused or failed leaves no empty folder in runs/
+        for f in files:
+            f.remove_empty_folders()
+
+
+def _train_locked(cfgs, files, data_root, download, resume, force, progress, data, replace_broken):
     for f in files:
         f.check_same_file_system()
     with run_locks(files) as held:

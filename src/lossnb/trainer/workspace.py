@@ -57,6 +57,15 @@ class RunFiles:
         return RunFiles(runs_dir / path, runs_dir / ".staging" / path, (runs_dir / ".locks" / path).with_suffix(".lock"),
                         checkpoints / path)
 
+    def remove_empty_folders(self) -> None:
+        """The record's and staging's folders, where a run that was refused or failed left them empty."""
+        for leaf in (self.record, self.staging):
+            for folder in list(leaf.parents)[:3]:  # <task>/<loss>/... up to the protocol's folder, never above
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (another run's record is there) or already gone
+                    break
+
     def check_same_file_system(self) -> None:
         """Staging and record must be one rename apart: checked before training, not after it."""
         self.staging.parent.mkdir(parents=True, exist_ok=True)
