@@ -68,10 +68,12 @@ def test_bad_grids_are_refused_naming_the_key_and_the_choices(change, message):
 
 def test_a_key_given_twice_is_refused(tmp_path, capsys):
     path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump(tiny()) + "seeds: [5]\n")
+    text = yaml.safe_dump(tiny()) + "seeds: [5]\n"
+    path.write_text(text)
     assert cli_main(["grid", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "key 'seeds' is given twice" in err and "Traceback" not in err
+    line = len(text.splitlines())  # the second 'seeds', the file's last line
+    assert "key 'seeds' is given twice" in err and f"line {line}, column 1" in err and "Traceback" not in err
 
 
 def test_broken_yaml_is_one_line_with_its_place(tmp_path, capsys):

@@ -55,9 +55,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def _mapping_without_duplicates(loader, node, deep=False):
     keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
-    twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
-    if twice is not None:
-        raise yaml.constructor.ConstructorError(None, None, f"key {twice!r} is given twice", node.start_mark)
+    twice = next((i for i, k in enumerate(keys) if k in keys[:i]), None)
+    if twice is not None:  # at the second one's place, where the reader must look
+        raise yaml.constructor.ConstructorError(None, None, f"key {keys[twice]!r} is given twice",
+                                                node.value[twice][0].start_mark)
     return loader.construct_mapping(node, deep=deep)
 
 
