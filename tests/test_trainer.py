@@ -86,6 +86,37 @@ def test_a_hyperparameter_too_large_for_a_float_ends_in_one_short_line(command, 
     assert len(err.strip().splitlines()) == 1 and len(err) < 300
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["grid", "--help"], ["losses", "--help"]])
+def test_help_answers_without_importing_torch(argv):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom lossnb import cli\ntry:\n    cli.main(%r)\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)" % argv)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
+
+
+def test_train_help_names_every_network(capsys):
+    from lossnb.models import available_models
+
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(name in out for name in available_models()) and "convnet_bn_w4" in out
+
+
+def test_train_ends_with_a_line_per_run_and_verbose_prints_the_whole_summary(tmp_path, capsys):
+    args = RUN + ["--epochs", "1", "--train-subset", "256", "--val-size", "256", "--runs-dir", str(tmp_path)]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(next(tmp_path.rglob("summary.json")).read_text())
+    assert len(out) == 1 and f"best val accuracy {summary['best_test_acc']:.4f} (epoch 1)" in out[0]
+    assert cli_main(args + ["--verbose"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["final_reliability"] == summary["final_reliability"]
+
+
 def test_ctrl_c_ends_in_one_line_saying_how_to_resume(tmp_path, capsys, monkeypatch):
     from lossnb.trainer import loop
 

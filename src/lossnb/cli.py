@@ -11,7 +11,6 @@ from pathlib import Path
 
 import yaml
 
-from .trainer.workspace import BUSY_EXIT
 from .yaml_errors import one_line
 
 
@@ -41,6 +40,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         flag, kind = "--" + field.name.replace("_", "-"), field_type(field)[0]
         meta = field.metadata
         default = "" if field.default is dataclasses.MISSING else f" (default: {field.default})"
+        if field.name == "arch":  # the networks, named where one is chosen
+            from .models import available_models
+
+            default = ": " + ", ".join(available_models())
         if kind is bool:
             parser.add_argument(flag, dest=field.name, action="store_true", default=argparse.SUPPRESS,
                                 help=meta["help"])
@@ -87,13 +90,34 @@ def _train(args) -> int:
         return 2
     report = [{"run": str(Path(args.runs_dir) / c.run_path()), **(s or {"status": "busy"})}
               for c, s in zip(cfgs, summaries)]
-    print(json.dumps(report[0] if len(report) == 1 else report, indent=2))
+    if args.verbose:
+        print(json.dumps(report[0] if len(report) == 1 else report, indent=2))
+    else:
+        for r in report:
+            print(_one_line_summary(r))
     statuses = {r["status"] for r in report}
     if "busy" in statuses:
         print("lossnb train: another process is training " + ", ".join(r["run"] for r in report
                                                                         if r["status"] == "busy"), file=sys.stderr)
+        from .trainer.workspace import BUSY_EXIT
+
         return BUSY_EXIT
     return 0 if statuses == {"complete"} else 3
+
+
+def _one_line_summary(r: dict) -> str:
+    """A run's outcome in a line: its status, accuracies, fit and time, and where its whole summary is."""
+    if r.get("best_test_acc") is None:
+        return f"{r['run']}: {r['status']}"
+    split = r.get("eval_split", "test")
+    parts = [f"{r['status']}", f"best {split} accuracy {r['best_test_acc']:.4f} (epoch {r['best_epoch'] + 1})",
+             f"final {r['final_test_acc']:.4f}"]
+    if r.get("train_eval_acc") is not None:
+        parts.append(f"un-augmented training accuracy {r['train_eval_acc']:.4f}")
+    if r.get("diverged_at"):
+        parts.append(f"diverged at epoch {r['diverged_at']['epoch'] + 1}, step {r['diverged_at']['step'] + 1}")
+    parts.append(f"{r['wall_seconds']:.0f} s")
+    return f"{r['run']}: " + ", ".join(parts) + " (summary.json there; --verbose prints it)"
 
 
 def _losses(args) -> int:
@@ -226,14 +250,17 @@ def _print_grid_summary(outcomes, skipped) -> None:
         print(f"  skipped  {count} run(s): {reason}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(run_flags: bool = True) -> argparse.ArgumentParser:
+    """The command line; ``run_flags`` false leaves out train's per-setting flags, which need torch (for a
+    command other than train, and for `lossnb --help`, which then answers at once)."""
     parser = argparse.ArgumentParser(prog="lossnb", description="Classification-loss studies: train, list, export.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one run (or a pack of runs from --config) and write its record")
     t.add_argument("--config", default=None, help="JSON file: one run's settings, or a list of them (trained as one "
                                                   "pack); flags given as well override it")
-    add_run_arguments(t)
+    if run_flags:
+        add_run_arguments(t)
     t.add_argument("--runs-dir", default="runs")
     t.add_argument("--checkpoint-dir", default=None, help="default: RUNS_DIR/.checkpoints (git-ignored)")
     t.add_argument("--data-root", default=None, help="default: $LOSSNB_DATA or ./data")
@@ -243,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--replace-broken", action="store_true",
                    help="train again a run whose record is broken (a file missing or cut short); never a whole one")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--verbose", action="store_true", help="print each run's whole summary (JSON) at the end")
     t.set_defaults(func=_train)
 
     ls = sub.add_parser("losses", help="list the losses, describe one, or check one against the contract "
@@ -307,14 +335,19 @@ def default_root() -> str:
     return f"$LOSSNB_DATA, ./data or the Debian package's folder; now {default_data_root()}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .data import DatasetNotFound
+def _dataset_not_found() -> type:
+    from .data import DatasetNotFound  # torch, imported only once an error is being reported
 
-    args = build_parser().parse_args(argv)
+    return DatasetNotFound
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(run_flags="train" in argv).parse_args(argv)
     try:
         _check_folders(args)
         return args.func(args)
-    except (ValueError, DatasetNotFound) as e:  # bad names, values and files: one clear line, no traceback
+    except (ValueError, _dataset_not_found()) as e:  # evaluated only when something was raised  # bad names, values and files: one clear line, no traceback
         print(f"lossnb {args.command}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: what was kept and how to go on, in one line

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import domains
+from .domains import is_real
 from .contract import check_inputs
 
 
@@ -95,7 +95,7 @@ def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
         p = s.params[key]
         if _is_number(p.default) and not _is_number(value):  # a word or a list where a number goes
             raise ValueError(f"loss {name!r}: {key}={_shown(value)} is not a number; its domain is {p.domain}")
-        if _is_number(value) and not domains.is_real(value):
+        if _is_number(value) and not is_real(value):
             raise ValueError(f"loss {name!r}: {key}={_shown(value)} is not a finite number; its domain is {p.domain}")
         try:
             ok = bool(p.valid(value))

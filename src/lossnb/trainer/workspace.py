@@ -18,8 +18,10 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import RunConfig
+if TYPE_CHECKING:  # only named in annotations: a lock or a path needs no torch
+    from .config import RunConfig
 
 
 BUSY_EXIT = 4  # exit status of `lossnb train` when another process holds (some of) its runs
