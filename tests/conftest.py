@@ -1,5 +1,12 @@
 """Fixtures shared by the test modules."""
+import os
+
 import pytest
+
+# The probe's steady-state reading takes 100-step windows: seconds per model shape, minutes for ResNets under load.
+# The tests that run trainers only need some choice made, so their probe reads 10-step windows (inherited by the
+# trainers they start); the probe's own tests set its numbers themselves.
+os.environ.setdefault("LOSSNB_PROBE_STEPS", "10")
 
 from lossnb.data.readers import DEBIAN_FASHION_MNIST
 from lossnb.trainer import RunConfig, loop, records, train
@@ -12,8 +19,6 @@ needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason="Debian package datase
 def probe_cache(tmp_path_factory):
     """The CPU probe's measurements in a folder of this test session (inherited by the trainers it starts),
     never in the user's cache."""
-    import os
-
     os.environ["LOSSNB_CACHE"] = str(tmp_path_factory.mktemp("lossnb-cache"))
 
 
@@ -25,7 +30,7 @@ class Interrupted(Exception):
 def interrupt_training(monkeypatch):
     """``interrupt_training(cfg, runs_dir, after_epoch)``: train until the checkpoint of ``after_epoch``
     epochs is written, then die as a killed run would; the checkpoint stays for a resume."""
-    def run(cfg, runs_dir, after_epoch):
+    def run(cfg, runs_dir, after_epoch, data=None):
         saved = records.atomic_torch_save
 
         def save_then_die(obj, path):
@@ -36,7 +41,7 @@ def interrupt_training(monkeypatch):
         monkeypatch.setattr(loop.records, "atomic_torch_save", save_then_die)
         try:
             with pytest.raises(Interrupted):
-                train(cfg, runs_dir=runs_dir, progress=False)
+                train(cfg, runs_dir=runs_dir, progress=False, data=data)
         finally:
             monkeypatch.setattr(loop.records, "atomic_torch_save", saved)
 

@@ -65,8 +65,9 @@ def reference_run(cfg: RunConfig, data) -> tuple[torch.nn.Module, list[dict]]:
         model.eval()
         with torch.no_grad():
             x = TF.normalize(TF.to_dtype(data.test_x, torch.float64, scale=True), mean, std)
-            acc = (model(x).argmax(1) == data.test_y).float().mean().item()
-        rows.append({"train_loss": loss_sum / n, "test_acc": acc})
+            out = model(x)
+            acc = (out.argmax(1) == data.test_y).float().mean().item()
+        rows.append({"train_loss": loss_sum / n, "test_acc": acc, "test_loss": F.cross_entropy(out, data.test_y).item()})
     return model, rows
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import yaml
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
@@ -67,6 +68,24 @@ def test_each_comparison_gets_the_verdict_its_numbers_support(study):
     assert got[("complement_ls", "ce")] == "undecided"  # mean near 0, spread far wider than the margin
     assert got[("focal", "ce")] == "worse"
     assert got[("ce", "mae")] == "better"
+
+
+def test_each_comparisons_p_value_is_the_paired_t_test_of_the_records(study):
+    """scipy's ttest_rel on the accuracies as written: a test whose seeds move both losses together (capped CE
+    against cross-entropy), where an unpaired test (ttest_ind) gives another p-value by orders of magnitude."""
+    plan, runs = study
+    table = compare(plan, runs)
+    for row in table.to_dict("records"):
+        a = runs[runs["loss_tag"] == row["a"]].set_index("seed")["best_test_acc"]
+        b = runs[runs["loss_tag"] == row["b"]].set_index("seed")["best_test_acc"]
+        both = pd.concat([a, b], axis=1, keys=["a", "b"]).dropna()
+        both = both[(both > 0.2).all(axis=1)]  # runs that trained, as the plan counts them
+        if len(both) >= 3:
+            assert row["p (t)"] == pytest.approx(scipy.stats.ttest_rel(both["a"], both["b"]).pvalue, rel=1e-9)
+    capped = table[(table["a"].str.startswith("capped_ce")) & (table["b"] == "ce")].iloc[0]
+    a = runs[runs["loss_tag"] == capped["a"]].sort_values("seed")["best_test_acc"]
+    b = runs[runs["loss_tag"] == "ce"].sort_values("seed")["best_test_acc"]
+    assert scipy.stats.ttest_ind(a, b).pvalue > 10 * capped["p (t)"]
 
 
 def test_holm_runs_within_each_family_only(study):

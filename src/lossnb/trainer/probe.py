@@ -24,7 +24,8 @@ BATCH = 128
 # Steady state: the first steps pay allocations and oneDNN's kernel choice (several times a later step's time), so
 # each reading follows WARMUP_STEPS and is the best of REPEATS timings of STEPS steps (fewer where that many would
 # take over MAX_REPEAT_SECONDS, as for MobileNetV2 at ~1 s a step: a window that long averages its steps anyway).
-WARMUP_STEPS, REPEATS, STEPS, MAX_REPEAT_SECONDS = 10, 3, 100, 10.0
+# LOSSNB_PROBE_STEPS shortens the windows where only some choice is needed quickly (the test suite).
+WARMUP_STEPS, REPEATS, STEPS, MAX_REPEAT_SECONDS = 10, 3, int(os.environ.get("LOSSNB_PROBE_STEPS", 100)), 10.0
 PACK_SIZES = (1, 2, 4, 8, 16)  # the arrangements the grid chooses among on a CPU
 # bf16 is a candidate only if one step's loss is within 1% of fp32's, the whole gradient's cosine similarity to
 # fp32's is at least 0.95 and each tensor's at least 0.75. That passes bf16's ordinary rounding (at
