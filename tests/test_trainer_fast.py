@@ -8,21 +8,13 @@ import torch
 from conftest import HAVE_FMNIST
 from lossnb.data import load_dataset
 from lossnb.trainer import RunConfig, records, train, train_pack
-from test_packing import last_state, reference_run, relative_error
+# float64 as the packing tests (autouse there and here): rounding stays near 1e-9, so 1e-7 separates it from a bug
+from test_packing import float64, last_state, reference_run, relative_error  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not HAVE_FMNIST, reason="Debian package dataset-fashion-mnist not installed")
 
 TINY = dict(arch="convnet", dataset="fashionmnist", epochs=2, batch_size=16, train_subset=64, val_size=64,
             protocol="fast", precision="fp32", channels_last="off", lr=0.01)  # pinned: nothing to probe
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    """As the packing tests: in float64 rounding stays near 1e-9, so 1e-7 separates it from a bug."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
 
 
 @pytest.fixture(scope="module")
