@@ -97,6 +97,16 @@ def test_help_answers_without_importing_torch(argv):
     assert out.strip().splitlines()[-1] == "False"
 
 
+def test_losses_lists_each_loss_on_one_line_that_fits_a_terminal(capsys, monkeypatch):
+    import lossnb.losses as L
+
+    monkeypatch.setenv("COLUMNS", "100")
+    assert cli_main(["losses"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == L.available()
+    assert all(len(line) <= 100 for line in lines)
+
+
 def test_train_help_names_every_network(capsys):
     from lossnb.models import available_models
 

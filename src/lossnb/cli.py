@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -137,8 +138,12 @@ def _losses(args) -> int:
     if args.name:
         print(json.dumps(losses.describe(args.name), indent=2))
     else:
+        width = max(60, shutil.get_terminal_size((100, 24)).columns)
         for name in losses.available():
-            print(f"{name:<20} {losses.describe(name)['summary']}")
+            first = losses.describe(name)["summary"].split(". ")[0].rstrip(".")
+            line = f"{name:<20} {first}"
+            print(line if len(line) <= width else line[:width - 1] + "…")
+        print("lossnb losses NAME: a loss's paper, formula and hyperparameters")
     return 0
 
 
