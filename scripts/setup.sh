@@ -29,4 +29,6 @@ fi
 .venv/bin/pip install -q -r "$requirements"
 .venv/bin/pip install -q --no-deps -e .
 [ -f node_modules/mathjax/es5/tex-svg.js ] || npm ci --no-audit --no-fund --silent
+# what this set-up was made from: scripts/lab.sh sets up again only when it changes
+sha256sum requirements.txt pyproject.toml package-lock.json > .venv/.lossnb-setup
 echo "lossnb set up in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

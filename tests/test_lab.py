@@ -99,3 +99,28 @@ def test_lab_starts_headless_and_its_kernel_executes_a_study(lab):
         assert status == "ok"
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_lab_sets_up_only_when_the_requirements_changed_since_the_last_set_up(tmp_path, changed):
+    """scripts/lab.sh in a copy whose set-up only leaves a mark and whose jupyter only answers: the set-up runs
+    when a requirements file differs from the one the last set-up recorded, and not otherwise."""
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "lab.sh").write_text((ROOT / "scripts" / "lab.sh").read_text())
+    (tmp_path / "scripts" / "setup.sh").write_text("touch set-up-ran\n")
+    for name in ("requirements.txt", "pyproject.toml", "package-lock.json"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "jupyter").write_text("#!/bin/sh\necho lab started\n")
+    (venv_bin / "jupyter").chmod(0o755)
+    stamp = subprocess.run(["sha256sum", "requirements.txt", "pyproject.toml", "package-lock.json"], cwd=tmp_path,
+                           capture_output=True, text=True, check=True).stdout
+    (tmp_path / ".venv" / ".lossnb-setup").write_text(stamp)
+    if changed:
+        with open(tmp_path / "requirements.txt", "a") as f:
+            f.write("tqdm\n")
+    env = {k: v for k, v in os.environ.items() if k != "LOSSNB_NO_SETUP"}
+    out = subprocess.run(["bash", "scripts/lab.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert "lab started" in out and (tmp_path / "set-up-ran").exists() == changed
