@@ -4,9 +4,9 @@ import os
 import pytest
 
 # The probe's steady-state reading takes 100-step windows: seconds per model shape, minutes for ResNets under load.
-# The tests that run trainers only need some choice made, so their probe reads 10-step windows (inherited by the
+# The tests that run trainers only need some choice made, so their probe reads 3-step windows (inherited by the
 # trainers they start); the probe's own tests set its numbers themselves.
-os.environ.setdefault("LOSSNB_PROBE_STEPS", "10")
+os.environ.setdefault("LOSSNB_PROBE_STEPS", "3")
 
 from lossnb.data.readers import DEBIAN_FASHION_MNIST
 from lossnb.trainer import RunConfig, loop, records, train

@@ -78,11 +78,12 @@ def _step(model, opt, x, y, precision: str):
 
 def steady_rate(step, images_per_step: int) -> float:
     """Images per second of ``step()`` at steady state: WARMUP_STEPS, then the best of REPEATS timed windows."""
+    warm = min(WARMUP_STEPS, STEPS)
     started = time.perf_counter()
-    for _ in range(WARMUP_STEPS):
+    for _ in range(warm):
         step()
-    per_step = (time.perf_counter() - started) / WARMUP_STEPS  # an overestimate: warm-up steps are the slow ones
-    steps = max(WARMUP_STEPS, min(STEPS, int(MAX_REPEAT_SECONDS / per_step)))
+    per_step = (time.perf_counter() - started) / warm  # an overestimate: warm-up steps are the slow ones
+    steps = max(1, min(STEPS, int(MAX_REPEAT_SECONDS / per_step)))
     best = float("inf")
     for _ in range(REPEATS):
         started = time.perf_counter()
