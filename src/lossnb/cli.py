@@ -165,13 +165,13 @@ def _grid(args) -> int:
     spec = grid.load_grid(args.file)
     only = parse_only(args.only)
     plan = grid.plan_runs(spec.runs, Path(args.runs_dir), args.data_root, only, retrain_broken=args.retrain_broken)
+    if args.time_budget is not None and not (math.isfinite(args.time_budget) and args.time_budget > 0):
+        raise ValueError(f"--time-budget={args.time_budget}; it must be a positive number of minutes")
     pack_size, workers = args.pack, args.workers
     if plan.todo and args.backend == "local":  # on a CPU, what is not given is measured for the first run's network
         pack_size, workers = grid.arrangement(plan.todo[0], pack_size, workers, measure=not args.dry_run,
                                               say=lambda line: print(line, file=sys.stderr))
     pack_size = pack_size or grid.default_pack_size()
-    if args.time_budget is not None and not (math.isfinite(args.time_budget) and args.time_budget > 0):
-        raise ValueError(f"--time-budget={args.time_budget}; it must be a positive number of minutes")
     packs = grid.make_packs(plan.todo, pack_size, Path(args.runs_dir), args.checkpoint_dir)
     if args.time_budget is not None and packs and not args.dry_run:
         from .trainer import RunFiles
