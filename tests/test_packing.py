@@ -101,7 +101,7 @@ def data():
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory, data):
     runs = tmp_path_factory.mktemp("packed")
-    train_pack(PACK, runs_dir=runs, progress=False, data=data)
+    train_pack(PACK, runs_dir=runs, progress=False, keep_checkpoints=True, data=data)
     return runs
 
 
@@ -134,7 +134,7 @@ def test_a_pack_on_gray_images_repeated_to_three_channels_ends_as_its_runs_alone
     assert rgb.train_x.shape[1] == 3
     cfgs = [RunConfig(loss=loss, seed=seed, **{**SMALL, "arch": arch, "image_prep": "resize-rgb"})
             for loss, seed in (("ce", 5), ("poly1", 6))]
-    train_pack(cfgs, runs_dir=tmp_path, progress=False, data=rgb)
+    train_pack(cfgs, runs_dir=tmp_path, progress=False, keep_checkpoints=True, data=rgb)
     for cfg in cfgs:
         model, ref_rows = reference_run(cfg, rgb)
         state = last_state(cfg, tmp_path)
@@ -191,13 +191,13 @@ def test_a_diverging_member_is_frozen_and_the_others_end_as_alone(tmp_path, data
     pack = [RunConfig(loss="ce", seed=1, **short), RunConfig(loss="nan_at_1", seed=4, **short),
             RunConfig(loss="focal", seed=2, **short)]
     small = load_dataset("fashionmnist", train_subset=96, val_size=256)
-    summaries = train_pack(pack, runs_dir=tmp_path / "pack", progress=False, data=small)
+    summaries = train_pack(pack, runs_dir=tmp_path / "pack", progress=False, keep_checkpoints=True, data=small)
     assert summaries[1]["status"] == "diverged" and summaries[1]["diverged_at"] == {"epoch": 1, "step": 0}
     assert summaries[1]["epochs_completed"] == 1
     sick_dir = tmp_path / "pack" / pack[1].run_path()
     assert sorted(p.name for p in sick_dir.iterdir()) == ["config.json", "metrics.csv", "summary.json"]
     for cfg, summary in ((pack[0], summaries[0]), (pack[2], summaries[2])):
-        alone = train_pack([cfg], runs_dir=tmp_path / "alone", progress=False, data=small)[0]
+        alone = train_pack([cfg], runs_dir=tmp_path / "alone", progress=False, keep_checkpoints=True, data=small)[0]
         assert summary["status"] == "complete"
         for key in ("best_test_acc", "final_test_acc"):
             assert summary[key] == alone[key]
@@ -207,7 +207,7 @@ def test_a_diverging_member_is_frozen_and_the_others_end_as_alone(tmp_path, data
 @pytest.mark.slow
 def test_a_run_diverging_at_its_first_step_publishes_a_whole_record(tmp_path, data):
     cfg = RunConfig(loss="ce", **{**SMALL, "arch": "convnet", "lr": 1e30})
-    summary = train_pack([cfg], runs_dir=tmp_path, progress=False, data=data)[0]
+    summary = train_pack([cfg], runs_dir=tmp_path, progress=False, keep_checkpoints=True, data=data)[0]
     assert summary["status"] == "diverged" and summary["diverged_at"]["epoch"] == 0
     run_dir = tmp_path / cfg.run_path()
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "metrics.csv", "summary.json"]
@@ -222,7 +222,7 @@ def test_a_run_diverging_at_its_first_step_publishes_a_whole_record(tmp_path, da
 def test_a_pack_killed_while_writing_checkpoints_resumes_to_the_uninterrupted_records(tmp_path, data, monkeypatch):
     cfgs = [RunConfig(loss=loss, seed=seed, **{**SMALL, "arch": "convnet"})
             for loss, seed in (("ce", 0), ("online_ls", 1), ("poly1", 2))]
-    train_pack(cfgs, runs_dir=tmp_path / "a", progress=False, data=data)
+    train_pack(cfgs, runs_dir=tmp_path / "a", progress=False, keep_checkpoints=True, data=data)
 
     saved = records.atomic_torch_save
 
@@ -236,10 +236,10 @@ def test_a_pack_killed_while_writing_checkpoints_resumes_to_the_uninterrupted_re
 
     monkeypatch.setattr(records, "atomic_torch_save", save_then_die)
     with pytest.raises(Killed):
-        train_pack(cfgs, runs_dir=tmp_path / "b", progress=False, data=data)
+        train_pack(cfgs, runs_dir=tmp_path / "b", progress=False, keep_checkpoints=True, data=data)
     monkeypatch.setattr(records, "atomic_torch_save", saved)
     assert not any((tmp_path / "b" / c.run_path()).exists() for c in cfgs)
-    train_pack(cfgs, runs_dir=tmp_path / "b", progress=False, data=data, resume=True)
+    train_pack(cfgs, runs_dir=tmp_path / "b", progress=False, keep_checkpoints=True, data=data, resume=True)
     for cfg in cfgs:
         a, b = read_rows(tmp_path / "a" / cfg.run_path()), read_rows(tmp_path / "b" / cfg.run_path())
         assert a == b and len(a) == 3

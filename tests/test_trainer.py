@@ -49,7 +49,18 @@ def test_cli_run_writes_a_complete_record(tmp_path, capsys):
     assert summary["final_test_acc"] == pytest.approx(float(rows[-1]["test_acc"]), rel=1e-5)
     # the cosine schedule over the whole run, stepped per epoch
     assert [float(r["lr"]) for r in rows] == pytest.approx([0.1, 0.05])
-    assert (tmp_path / "runs" / ".checkpoints" / config["run_path"] / "epoch2.pt").is_file()
+    assert not list((tmp_path / "runs" / ".checkpoints").rglob("*"))  # removed with their folders: the record is whole
+
+
+@pytest.mark.slow
+def test_checkpoints_are_kept_on_request_and_said_where(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    args = ["train", "--arch", "convnet", "--dataset", "fashionmnist", "--loss", "ce", "--epochs", "2",
+            "--train-subset", "500", "--runs-dir", str(runs), "--no-progress", "--keep-checkpoints"]
+    assert cli_main(args) == 0
+    folder = runs / ".checkpoints" / "bench-e2-n500" / "convnet-fashionmnist" / "ce" / "seed0"
+    assert {p.name for p in folder.iterdir()} == {"epoch1.pt", "epoch2.pt"}
+    assert f"checkpoints kept in {folder}" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -335,7 +346,7 @@ def test_checkpoints_on_another_file_system_than_the_records(tmp_path):
     checkpoints = Path(tempfile.mkdtemp(dir=shm))
     try:
         cfg = RunConfig(loss="ce", epochs=2, **SMALL)
-        summary = train(cfg, runs_dir=tmp_path, checkpoint_dir=checkpoints, progress=False)
+        summary = train(cfg, runs_dir=tmp_path, checkpoint_dir=checkpoints, progress=False, keep_checkpoints=True)
         assert summary["status"] == "complete" and (tmp_path / cfg.run_path() / "summary.json").is_file()
         assert RunFiles.of(cfg, tmp_path, checkpoints).checkpoint_epochs() == {1, 2}
     finally:

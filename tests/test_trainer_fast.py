@@ -34,7 +34,7 @@ def assert_as_reference(cfg, data, state):
 
 def test_each_member_of_a_tiny_pack_ends_as_a_plain_loop_with_its_own_loss(tmp_path, data):
     cfgs = [RunConfig(loss="ce", seed=1, **TINY), RunConfig(loss="focal", seed=2, **TINY)]
-    train_pack(cfgs, runs_dir=tmp_path, progress=False, data=data)
+    train_pack(cfgs, runs_dir=tmp_path, progress=False, keep_checkpoints=True, data=data)
     for cfg in cfgs:
         assert_as_reference(cfg, data, last_state(cfg, tmp_path))
 
@@ -42,7 +42,7 @@ def test_each_member_of_a_tiny_pack_ends_as_a_plain_loop_with_its_own_loss(tmp_p
 def test_a_resumed_run_ends_as_the_plain_loop(tmp_path, data, interrupt_training):
     cfg = RunConfig(loss="ce", seed=3, **TINY)
     interrupt_training(cfg, tmp_path, after_epoch=1)
-    train(cfg, runs_dir=tmp_path, progress=False, resume=True, data=data)
+    train(cfg, runs_dir=tmp_path, progress=False, keep_checkpoints=True, resume=True, data=data)
     assert records.read_summary(tmp_path / cfg.run_path())["epochs_completed"] == 2
     assert_as_reference(cfg, data, last_state(cfg, tmp_path))
 
@@ -53,9 +53,9 @@ def test_a_network_with_dropout_resumes_exactly_on_the_cpu(tmp_path, interrupt_t
     uninterrupted run does (compared with that run, not with a plain loop, whose masks are drawn otherwise)."""
     small = load_dataset("fashionmnist", train_subset=192, val_size=64)
     cfg = RunConfig(loss="ce", seed=4, **{**TINY, "arch": "vgg11_bn", "epochs": 3, "train_subset": 192})
-    train(cfg, runs_dir=tmp_path / "a", progress=False, data=small)
+    train(cfg, runs_dir=tmp_path / "a", progress=False, keep_checkpoints=True, data=small)
     interrupt_training(cfg, tmp_path / "b", after_epoch=2, data=small)
-    train(cfg, runs_dir=tmp_path / "b", progress=False, resume=True, data=small)
+    train(cfg, runs_dir=tmp_path / "b", progress=False, keep_checkpoints=True, resume=True, data=small)
     want, got = last_state(cfg, tmp_path / "a"), last_state(cfg, tmp_path / "b")
     for name, tensor in want["model"].items():
         assert torch.equal(got["model"][name], tensor), name

@@ -61,21 +61,33 @@ def execute_studies(root: Path, quick: bool = False, studies=STUDIES) -> list[Pa
         output = out_dir / f"{name}.ipynb"
         papermill.execute_notebook(root / "notebooks" / f"{name}.ipynb", output, parameters=params[name],
                                    cwd=root / "notebooks", kernel_name="python3", progress_bar=False)
-        fold_injected_parameters(output)
+        tidy_executed(output)
         written.append(output)
     return written
 
 
-def fold_injected_parameters(path: Path) -> None:
-    """The cell papermill adds with the book's own parameters is build plumbing: folded away (hide-input), as
-    the notebooks' own parameter cells are."""
+# papermill's record of one execution: when, how long, from which folder of the machine that built it
+EXECUTION_KEYS = ("start_time", "end_time", "duration", "input_path", "output_path", "environment_variables")
+
+
+def tidy_executed(path: Path) -> None:
+    """An executed chapter as the book keeps it. The cell papermill adds with the book's own parameters is
+    build plumbing: folded away (hide-input), as the notebooks' own parameter cells are. Timestamps and
+    paths of the execution are dropped, so that executing the chapters again on the same records leaves the
+    checkout as it was (the run records written afterwards then say the code was clean)."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
+    for key in EXECUTION_KEYS:
+        notebook.metadata.get("papermill", {}).pop(key, None)
     for cell in notebook.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
         tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "hide-input" not in tags:
-            tags.append("hide-input")
+        if "injected-parameters" in tags:
+            cell.id = "injected-parameters"  # papermill draws it at random
+            if "hide-input" not in tags:
+                tags.append("hide-input")
     nbformat.write(notebook, path)
 
 

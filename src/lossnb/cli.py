@@ -85,7 +85,7 @@ def _train(args) -> int:
         summaries = train_pack(cfgs, runs_dir=args.runs_dir, checkpoint_dir=args.checkpoint_dir,
                                data_root=args.data_root, download=args.download, resume=args.resume,
                                force=args.force, progress=not args.no_progress,
-                               replace_broken=args.replace_broken)
+                               replace_broken=args.replace_broken, keep_checkpoints=args.keep_checkpoints)
     except (RunExists, RunBusy) as e:
         print(f"lossnb train: {e}", file=sys.stderr)
         return 2
@@ -96,6 +96,12 @@ def _train(args) -> int:
     else:
         for r in report:
             print(_one_line_summary(r))
+    if args.keep_checkpoints:
+        from .trainer.workspace import RunFiles
+
+        for c in cfgs:
+            print(f"checkpoints kept in {RunFiles.of(c, args.runs_dir, args.checkpoint_dir).checkpoints} "
+                  "(the last epoch's holds the final weights; delete the folder when done)")
     statuses = {r["status"] for r in report}
     if "busy" in statuses:
         print("lossnb train: another process is training " + ", ".join(r["run"] for r in report
@@ -104,6 +110,10 @@ def _train(args) -> int:
 
         return BUSY_EXIT
     return 0 if statuses == {"complete"} else 3
+
+
+KEEP_HELP = ("keep a run's checkpoints (its last two epochs' weights and optimizer state) once its record is whole; "
+             "by default they are removed then")
 
 
 def _one_line_summary(r: dict) -> str:
@@ -200,8 +210,8 @@ def _grid(args) -> int:
         if args.backend == "ray":
             outcomes = grid.run_ray(packs, Path(args.runs_dir), address=args.address, **common)
         else:
-            outcomes = grid.run_local(packs, Path(args.runs_dir), workers=workers,
-                                      replace_broken=args.retrain_broken, **common)
+            outcomes = grid.run_local(packs, Path(args.runs_dir), workers=workers, replace_broken=args.retrain_broken,
+                                      keep_checkpoints=args.keep_checkpoints, **common)
     except KeyboardInterrupt:
         progress.close()
         _print_grid_summary(finished, plan.skipped)
@@ -274,6 +284,7 @@ def build_parser(run_flags: bool = True) -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="start over even if the run finished or has a checkpoint")
     t.add_argument("--replace-broken", action="store_true",
                    help="train again a run whose record is broken (a file missing or cut short); never a whole one")
+    t.add_argument("--keep-checkpoints", action="store_true", help=KEEP_HELP)
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--verbose", action="store_true", help="print each run's whole summary (JSON) at the end")
     t.set_defaults(func=_train)
@@ -311,6 +322,7 @@ def build_parser(run_flags: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--runs-dir", default="runs")
     g.add_argument("--checkpoint-dir", default=None, help="default: RUNS_DIR/.checkpoints (git-ignored)")
     g.add_argument("--data-root", default=None, help="default: $LOSSNB_DATA or ./data")
+    g.add_argument("--keep-checkpoints", action="store_true", help=KEEP_HELP + " (local backend)")
     g.add_argument("--dry-run", action="store_true", help="list what would run and what is skipped, run nothing")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=_grid)

@@ -35,7 +35,7 @@ def local_slots(workers: int | None) -> list[dict[str, str]]:
 def run_local(packs: list[list[RunConfig]], runs_dir: Path, *, workers: int | None = None,
               checkpoint_dir: Path | None = None, data_root: Path | None = None,
               on_start: Callable = lambda pack: None, on_done: Callable = lambda outcome: None,
-              replace_broken: bool = False) -> list[Outcome]:
+              replace_broken: bool = False, keep_checkpoints: bool = False) -> list[Outcome]:
     """Each pack in its own process, ``workers`` packs at a time."""
     slots = local_slots(workers)
     free, outcomes, pending = list(range(len(slots))), [], list(packs)
@@ -48,7 +48,7 @@ def run_local(packs: list[list[RunConfig]], runs_dir: Path, *, workers: int | No
                 threads = int(env["OMP_NUM_THREADS"]) if "OMP_NUM_THREADS" in env else None
                 on_start(pack)
                 running[pool.submit(execute_pack, pack, runs_dir, checkpoint_dir, data_root, threads, env,
-                                    replace_broken)] = (pack, slot)
+                                    replace_broken, keep_checkpoints)] = (pack, slot)
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 pack, slot = running.pop(future)

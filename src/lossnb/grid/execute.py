@@ -60,7 +60,8 @@ def log_path(runs_dir: Path, cfgs: list[RunConfig]) -> Path:
 
 def execute_pack(cfgs: list[RunConfig], runs_dir: Path, checkpoint_dir: Path | None = None,
                  data_root: Path | None = None, threads: int | None = None,
-                 env: dict[str, str] | None = None, replace_broken: bool = False) -> list[Outcome]:
+                 env: dict[str, str] | None = None, replace_broken: bool = False,
+                 keep_checkpoints: bool = False) -> list[Outcome]:
     """Train the pack in a child process; one Outcome per run."""
     runs_dir = Path(runs_dir).resolve()
     started = time.perf_counter()
@@ -75,6 +76,8 @@ def execute_pack(cfgs: list[RunConfig], runs_dir: Path, checkpoint_dir: Path | N
         cmd += ["--data-root", str(Path(data_root).resolve())]
     if replace_broken:
         cmd += ["--replace-broken"]
+    if keep_checkpoints:
+        cmd += ["--keep-checkpoints"]
     child_env = {**os.environ, **(env or {})}
     if threads:
         child_env["OMP_NUM_THREADS"] = str(threads)

@@ -19,15 +19,18 @@ LEGEND_ROW = 0.3  # inches: one row of legend entries at 12 pt
 
 
 def book_style() -> None:
-    """seaborn's whitegrid theme with the sizes above, and SVG output with text kept as text."""
-    sns.set_theme(style="whitegrid", context="notebook", rc={**FONT_SIZES, "svg.fonttype": "none"})
+    """seaborn's whitegrid theme with the sizes above, and SVG output with text kept as text. The SVG carries no
+    date and its element ids are salted by a constant, not at random: a chapter executed again on the same
+    records is the same file, byte for byte."""
+    sns.set_theme(style="whitegrid", context="notebook",
+                  rc={**FONT_SIZES, "svg.fonttype": "none", "svg.hashsalt": "lossnb"})
     try:
         from IPython import get_ipython
         from matplotlib_inline.backend_inline import set_matplotlib_formats
     except ImportError:  # outside Jupyter: nothing to configure
         return
     if get_ipython() is not None:  # the figure as drawn, not cropped to its ink: its width is the page's
-        set_matplotlib_formats("svg", bbox_inches=None)
+        set_matplotlib_formats("svg", bbox_inches=None, metadata={"Date": None})
 
 
 def legend_height(count: int, columns: int) -> float:

@@ -38,22 +38,28 @@ def train(cfg: RunConfig, **kwargs) -> dict:
 def train_pack(cfgs: list[RunConfig], *, runs_dir: str | Path = "runs", checkpoint_dir: str | Path | None = None,
                data_root: str | Path | None = None, download: bool = False, resume: bool = False,
                force: bool = False, progress: bool = True, data: ImageData | None = None,
-               replace_broken: bool = False) -> list[dict | None]:
+               replace_broken: bool = False, keep_checkpoints: bool = False) -> list[dict | None]:
     """Train K runs of one architecture and data set as one pack; returns each run's summary (None for a run
     another process holds).
 
     A finished run is left alone (its summary returned) unless ``force``; a broken record (see
     records.record_problem) is an error unless ``force`` or ``replace_broken``, which retrain it. A run with a checkpoint continues
     from it with ``resume`` and is refused without it, so that no work is lost by accident. A member whose
-    loss turns non-finite is recorded 'diverged' (with epoch and step) and frozen; the others go on.
+    loss turns non-finite is recorded 'diverged' (with epoch and step) and frozen; the others go on. Once a
+    run's record is whole its checkpoints are removed, unless ``keep_checkpoints`` (they hold its final weights).
     """
     _check_packable(cfgs)
     files = [RunFiles.of(c, runs_dir, checkpoint_dir) for c in cfgs]
     try:
-        return _train_locked(cfgs, files, data_root, download, resume, force, progress, data, replace_broken)
+        summaries = _train_locked(cfgs, files, data_root, download, resume, force, progress, data, replace_broken)
     finally:  # a run refused or failed leaves no empty folder in runs/
         for f in files:
             f.remove_empty_folders()
+    if not keep_checkpoints:
+        for f, summary in zip(files, summaries):
+            if summary and summary.get("status") in records.FINISHED:
+                f.remove_checkpoints()
+    return summaries
 
 
 def _train_locked(cfgs, files, data_root, download, resume, force, progress, data, replace_broken):

@@ -52,6 +52,11 @@ class RunFiles:
             if epoch < keep_from:
                 self.checkpoint(epoch).unlink(missing_ok=True)
 
+    def remove_checkpoints(self) -> None:
+        """All of the run's checkpoints, and the folders that held only them."""
+        self.prune_checkpoints(keep_from=10**9)
+        _remove_empty(self.checkpoints, depth=4)
+
     @staticmethod
     def of(cfg: RunConfig, runs_dir: str | Path, checkpoint_dir: str | Path | None = None) -> "RunFiles":
         runs_dir, path = Path(runs_dir), cfg.run_path()
@@ -62,11 +67,7 @@ class RunFiles:
     def remove_empty_folders(self) -> None:
         """The record's and staging's folders, where a run that was refused or failed left them empty."""
         for leaf in (self.record, self.staging):
-            for folder in list(leaf.parents)[:3]:  # <task>/<loss>/... up to the protocol's folder, never above
-                try:
-                    folder.rmdir()
-                except OSError:  # not empty (another run's record is there) or already gone
-                    break
+            _remove_empty(leaf.parent, depth=3)  # <task>/<loss>/... up to the protocol's folder, never above
 
     def check_same_file_system(self) -> None:
         """Staging and record must be one rename apart: checked before training, not after it."""
@@ -75,6 +76,15 @@ class RunFiles:
         if os.stat(self.staging.parent).st_dev != os.stat(self.record.parent).st_dev:
             raise ValueError(f"{self.staging.parent} and {self.record.parent} are on different file systems; "
                              "a record could not be moved into place in one rename")
+
+
+def _remove_empty(folder: Path, depth: int) -> None:
+    """``folder`` and up to ``depth`` - 1 of its parents, each only while it is empty."""
+    for f in [folder, *folder.parents][:depth]:
+        try:
+            f.rmdir()
+        except OSError:  # not empty (another run's files are there) or already gone
+            break
 
 
 def _host_lock(record: Path) -> socket.socket | None:
