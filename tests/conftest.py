@@ -49,7 +49,7 @@ def interrupt_training(monkeypatch):
 
 
 def write_synthetic_record(root, loss, seed, best, epochs=2, final=None, protocol="t", arch="convnet",
-                           wall_seconds=60.0, pack_size=1, loss_params=None, head="linear", **summary):
+                           wall_seconds=60.0, pack_size=1, loss_params=None, head="linear", train_gap=None, **summary):
     """A record in the on-disk format the trainer writes (config.json, metrics.csv, summary.json), with the
     numbers given: for tests of the analysis, which reads records only."""
     cfg = RunConfig(arch=arch, dataset="fashionmnist", loss=loss, seed=seed, epochs=epochs, protocol=protocol,
@@ -62,6 +62,9 @@ def write_synthetic_record(root, loss, seed, best, epochs=2, final=None, protoco
     rows = [{c: 0.0 for c in records.METRIC_COLUMNS} | {"epoch": e, "test_acc": best - 0.01 * (epochs - 1 - e)}
             for e in range(epochs)]
     rows[-1]["test_acc"] = final
+    if train_gap is not None:  # training accuracy this far from test accuracy in every epoch
+        for row in rows:
+            row["train_acc"] = row["test_acc"] + train_gap
     records.write_metrics(run_dir / "metrics.csv", rows)
     values = {k: 0.0 for k in records.SUMMARY_FIELDS} | {"status": "complete", "best_test_acc": best,
                                                         "final_test_acc": final, "epochs_completed": epochs,

@@ -247,42 +247,6 @@ def test_the_full_length_convnet_chapter_states_the_plans_verdicts_from_records(
     assert "focal γ=2 < focal γ=0.5 (reversed)" in text and "cross-entropy > MAE (holds)" in text
 
 
-def test_the_front_page_answer_names_a_design_that_beats_every_baseline_and_counts_verdicts(study):
-    from lossnb import answer
-
-    plan, runs = study
-    assert "capped CE beats every baseline in t-e2" in answer.headline([plan], runs)
-    text = answer.study_answer(plan, runs)
-    # capped: 2 better; self-shaped: 2 equivalent; complement: 2 undecided (see test_each_comparison...)
-    assert "Of its 6 comparisons of designs: 2 better, 2 equivalent within ±0.5 points, 2 undecided." in text
-    assert "6 planned runs complete" not in text and "42 of 42 planned runs complete" in text
-    assert "The report's ranking" not in text and "Ranking: " in text and "The order as claimed is not shown." in text
-    none = runs[runs["loss"] != "capped_ce"]
-    assert answer.headline([plan], none).startswith("**Not yet")
-
-
-def test_the_front_page_says_what_is_not_tested_yet_and_lists_studies_without_runs_apart(study):
-    from lossnb import answer
-
-    plan, runs = study
-    two_seeds = runs[runs["seed"].isin(sorted(SEEDS)[:2])]
-    text = answer.study_answer(plan, two_seeds)
-    assert "comparisons of" not in text and "No contender" not in text  # nothing counted where nothing is tested
-    assert "Not tested yet (a comparison needs 3 seeds that trained of both its losses): designs; ranking." in text
-    listed = answer.studies([plan], runs.iloc[:0])
-    assert listed == f"- **Without runs yet**: {plan.title} ({plan.planned} planned runs)."
-    assert answer.studies([plan], runs).startswith(f"- **{plan.title[0].upper()}")
-
-
-def test_the_scope_names_each_network_at_the_lengths_it_has_complete_runs_of(study):
-    from lossnb import answer
-
-    plan, runs = study
-    assert "FashionMNIST only" in answer.scope([plan], runs)
-    assert "the report's ConvNet at 2 epochs" in answer.scope([plan], runs)
-    assert "no network has complete runs yet" in answer.scope([plan], runs.iloc[:0])
-
-
 def test_the_loss_table_gives_scipys_t_interval_over_trained_runs_and_names_the_failed_seeds(study):
     from scipy import stats as scipy_stats
 
@@ -425,9 +389,9 @@ def test_a_plan_over_two_heads_compares_one_loss_on_each_by_seed(tmp_path):
     assert (row["seeds"], row["verdict"]) == (6, "worse")
     assert row["mean diff"] == pytest.approx(np.mean(-0.05 + NOISE))
     assert set(loaded.labels().values()) == {"CE, linear head", "CE on cosines"}
-    from lossnb.answer import study_answer
+    from lossnb.study import power_sentence
     one_pair = f"the standard deviation of CE on cosines − CE, linear head, {100 * np.std(NOISE, ddof=1):.2f} points"
-    assert one_pair in study_answer(loaded, runs)
+    assert one_pair in power_sentence(loaded, runs)
     plan["families"][0]["baselines"] = ["ce"]  # which head's ce? a plan of two tasks must say
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     with pytest.raises(PlanError, match="names each loss's task"):
@@ -444,7 +408,6 @@ def test_a_final_accuracy_equal_to_the_best_in_every_run_is_one_column(study):
 
 
 def test_the_sensitivity_names_the_pair_whose_spread_leads_it(study):
-    from lossnb.answer import study_answer
     from lossnb.study import power_sentence
 
     plan, runs = study
@@ -456,7 +419,6 @@ def test_the_sensitivity_names_the_pair_whose_spread_leads_it(study):
     phrase = (f"their standard deviations run from {100 * min(sds.values()):.2f} to {100 * widest:.2f} points, "
               f"the widest {names[c]} − {names[b]}")
     assert phrase in power_sentence(plan, runs)
-    assert phrase in study_answer(plan, runs)
 
 
 def test_the_last_epochs_table_reads_the_change_of_test_accuracy_and_the_final_train_test_gap():

@@ -52,6 +52,11 @@ def install_mathjax(root: Path) -> Path:
     return target
 
 
+class ChapterFailed(RuntimeError):
+    """A chapter that did not execute: one line naming it and what failed (a finding its records no longer
+    support, or an error)."""
+
+
 def execute_studies(root: Path, quick: bool = False, studies=STUDIES) -> list[Path]:
     params = study_parameters(quick)
     out_dir = root / "book" / "studies"
@@ -59,8 +64,12 @@ def execute_studies(root: Path, quick: bool = False, studies=STUDIES) -> list[Pa
     written = []
     for name in tqdm(studies, desc="studies", unit="notebook"):
         output = out_dir / f"{name}.ipynb"
-        papermill.execute_notebook(root / "notebooks" / f"{name}.ipynb", output, parameters=params[name],
-                                   cwd=root / "notebooks", kernel_name="python3", progress_bar=False)
+        try:
+            papermill.execute_notebook(root / "notebooks" / f"{name}.ipynb", output, parameters=params[name],
+                                       cwd=root / "notebooks", kernel_name="python3", progress_bar=False)
+        except papermill.PapermillExecutionError as err:
+            where = "" if err.ename == "FindingUnsupported" else f" ({err.ename}; the executed copy {output} shows where)"
+            raise ChapterFailed(f"chapter {name!r}: {err.evalue}{where}") from None
         tidy_executed(output)
         written.append(output)
     return written

@@ -233,9 +233,13 @@ def _stop_grid(signum, frame) -> None:
 
 
 def _book(args) -> int:
-    from .book import build_book
+    from .book import ChapterFailed, build_book
 
-    html = build_book(args.root, quick=args.quick, execute=not args.no_execute)
+    try:
+        html = build_book(args.root, quick=args.quick, execute=not args.no_execute)
+    except ChapterFailed as err:
+        print(f"lossnb book: {err}", file=sys.stderr)
+        return 1
     print(f"book built: {html / 'index.html'}")
     return 0
 

@@ -1,0 +1,63 @@
+"""The facts behind the book's findings, and the check beside each one.
+
+A chapter states a finding in words a person wrote, inserts its numbers when the chapter executes (myst-nb glue),
+and beside it calls ``check`` on each verdict or fact the sentence states. When new records stop supporting a
+sentence, executing the chapter fails with one line naming the finding and what the records now say, so a
+finding never outlives its evidence. The facts are computed here, once, for every page that states them.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .plan import Plan, study_runs
+
+
+class FindingUnsupported(AssertionError):
+    """A sentence of the book that the records no longer support."""
+
+
+def check(finding: str, holds: bool, records_say: str) -> None:
+    """Fail the chapter, in one line, where ``finding`` states what the records (``records_say``) do not."""
+    if not holds:
+        raise FindingUnsupported(f"the finding {finding!r} no longer holds: the records say {records_say}")
+
+
+def comparison(table: pd.DataFrame, a: str, b: str) -> dict:
+    """The row of a comparison table (plan.compare, designs.ece_of_parts) that compares ``a`` with ``b``."""
+    rows = table[(table["a"] == a) & (table["b"] == b)]
+    if len(rows) != 1:
+        raise FindingUnsupported(f"no comparison of {a} with {b} in the records' table")
+    return rows.iloc[0].to_dict()
+
+
+def verdicts(table: pd.DataFrame, family: str | None = None) -> set[str]:
+    """The verdicts a table (or one family of it) holds."""
+    return set((table if family is None else table[table["family"] == family])["verdict"])
+
+
+def run_outcomes(plan: Plan, runs: pd.DataFrame) -> dict:
+    """How the plan's complete runs ended: how many, how many trained, did not train (best accuracy under the
+    plan's threshold) or collapsed after training (final accuracy under it again), and the losses of those."""
+    mine = study_runs(plan, runs)
+    done = mine[mine["status"] == "complete"]
+    failed = done[~done["trained"] | done["collapsed"]]
+    return {"complete": len(done), "trained": int(done["trained"].sum()),
+            "did_not_train": int((~done["trained"]).sum()), "collapsed": int(done["collapsed"].sum()),
+            "failed_losses": list(dict.fromkeys(failed["loss_tag"])),
+            "did_not_train_by_loss": (~done["trained"]).groupby(done["loss_tag"]).sum().astype(int).to_dict(),
+            "seeds_by_loss": done.groupby("loss_tag")["seed"].nunique().to_dict()}
+
+
+def fit_at_end(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame) -> dict:
+    """Whether the network fits its training data: per run that trained and did not collapse, the last epoch's
+    training accuracy (on the augmented batches it trained on, in training mode) against its test accuracy.
+    Counts the runs whose training accuracy is below their test accuracy, and gives the mean of (train - test)
+    over all of them and the largest of its means per loss."""
+    mine = study_runs(plan, runs)
+    kept = mine[mine["trained"] & ~mine["collapsed"]][["loss_tag", "seed"]]
+    last = plan.select(curves).sort_values("epoch").groupby(["loss_tag", "seed"]).tail(1)
+    last = last.merge(kept, on=["loss_tag", "seed"])
+    gap = last["train_acc"] - last["test_acc"]
+    return {"runs": len(last), "train_below_test": int((gap < 0).sum()), "mean_gap": float(gap.mean()),
+            "largest_loss_gap": float(gap.groupby(last["loss_tag"]).mean().max()),
+            "train_acc": float(last["train_acc"].mean()), "test_acc": float(last["test_acc"].mean())}

@@ -1,0 +1,91 @@
+"""The facts behind the book's findings, on synthetic records whose outcomes are written by hand, and the check
+that fails a chapter in one line when a finding's records no longer support it (also end to end: the front
+page on the committed records, one of them changed)."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import HAVE_FMNIST, write_synthetic_record
+from lossnb import findings
+from lossnb.plan import compare, load_plan
+from lossnb.results import load_runs
+from test_plan import ACC, GRID, PLAN, SEEDS
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def outcomes(tmp_path):
+    """The plan's records, MAE's seed 0 never trained (best 5%), its seed 1 collapsed (best 60%, final 5%); every
+    run's training accuracy 1 point under its test accuracy, except cross-entropy's seed 5, 2 points over."""
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(GRID))
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(PLAN))
+    for tag, (name, params, accs) in ACC.items():
+        for seed in SEEDS:
+            best, final = float(accs[seed]), None
+            if tag == "mae" and seed == 1:
+                best, final = 0.6, 0.05
+            gap = 0.02 if (tag, seed) == ("ce", 5) else -0.01
+            write_synthetic_record(tmp_path / "runs", name, seed, best, final=final, loss_params=params,
+                                   train_gap=gap)
+    runs, curves = load_runs(tmp_path / "runs")
+    return load_plan(tmp_path / "plan.yaml"), runs, curves
+
+
+def test_run_outcomes_count_what_was_written(outcomes):
+    plan, runs, _ = outcomes
+    got = findings.run_outcomes(plan, runs)
+    assert (got["complete"], got["trained"], got["did_not_train"], got["collapsed"]) == (42, 41, 1, 1)
+    assert got["failed_losses"] == ["mae"]
+    assert got["did_not_train_by_loss"]["mae"] == 1 and got["did_not_train_by_loss"]["ce"] == 0
+    assert got["seeds_by_loss"]["mae"] == 6
+
+
+def test_fit_at_end_compares_the_last_epochs_of_the_runs_that_trained_and_held(outcomes):
+    plan, runs, curves = outcomes
+    got = findings.fit_at_end(plan, runs, curves)
+    assert got["runs"] == 40  # MAE's two failed runs left out
+    assert got["train_below_test"] == 39
+    assert got["mean_gap"] == pytest.approx((39 * -0.01 + 0.02) / 40)
+    assert got["largest_loss_gap"] == pytest.approx((5 * -0.01 + 0.02) / 6)  # cross-entropy's
+
+
+def test_a_comparison_is_found_by_its_pair_and_a_missing_one_is_named(outcomes):
+    plan, runs, _ = outcomes
+    table = compare(plan, runs)
+    row = findings.comparison(table, "ce", "mae")
+    assert row["verdict"] == "better" and row["seeds"] == 5  # MAE seed 0 kept out; the collapsed seed 1 counts by its best
+    assert findings.verdicts(table, "ranking") == {"better", "worse"}
+    with pytest.raises(findings.FindingUnsupported, match="no comparison of mae with ce"):
+        findings.comparison(table, "mae", "ce")
+
+
+def test_a_check_passes_silently_and_fails_in_one_line_naming_the_finding():
+    findings.check("cross-entropy beats MAE", True, "better")
+    with pytest.raises(findings.FindingUnsupported) as caught:
+        findings.check("cross-entropy beats MAE", False, "report-convnet: undecided")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "'cross-entropy beats MAE'" in message and "report-convnet: undecided" in message
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_FMNIST, reason="the front page's imports need the book's environment")
+def test_the_front_page_fails_to_execute_when_a_finding_loses_its_evidence(tmp_path):
+    """ArcFace's failed seeds, edited into runs that trained: the front page's ArcFace sentence fails, in one
+    line, and names itself."""
+    from lossnb.book import ChapterFailed, execute_studies
+
+    for part in ("notebooks", "grids", "runs"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns(".checkpoints", ".staging"))
+    for summary in (tmp_path / "runs" / "angular-convnet-e20").rglob("arcface*/seed*/summary.json"):
+        values = json.loads(summary.read_text())
+        summary.write_text(json.dumps({**values, "best_test_acc": 0.85, "final_test_acc": 0.85}))
+    with pytest.raises(ChapterFailed) as caught:
+        execute_studies(tmp_path, studies=("intro",))
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("chapter 'intro': ")
+    assert "'ArcFace fails to train in most seeds'" in message and "0 of 5 seeds did not train" in message
