@@ -1,7 +1,7 @@
 """The book end to end: every study notebook executes under papermill with small parameters, the book builds
 with -W, and headless Chromium opens every page at 1280 px: all load, every image loads, no internal link is
 broken, no request leaves the machine, math is rendered, no code block is empty, nothing sticks out of the
-page unless it scrolls, no text in a figure is drawn smaller than the body text, no parameter cell shows its
+page unless it scrolls, every table fits the page's column, no text in a figure is drawn smaller than the body text, no parameter cell shows its
 code, no section is empty; and across the book's figures no loss is drawn in two colours. A screenshot of the
 gradient chapter is kept as an artifact."""
 import functools
@@ -36,6 +36,14 @@ OVERFLOWING = r"""() => {
   return [...main.querySelectorAll("table, mjx-container, img, pre, .output")]
     .filter(el => el.getBoundingClientRect().right > right && !scrolls(el))
     .map(el => el.tagName + ": " + (el.textContent || el.getAttribute("src") || "").trim().slice(0, 60));
+}"""
+# tables wider than the page's text column at 1280 px: a table must fit, not scroll sideways
+WIDE_TABLES = r"""() => {
+  const main = document.querySelector("main") || document.body;
+  const column = (main.querySelector("article") || main).getBoundingClientRect().width;
+  return [...main.querySelectorAll("table")].filter(t => t.scrollWidth > column + 1)
+    .map(t => `${t.scrollWidth} px in ${Math.round(column)}: ` +
+              [...t.querySelectorAll("th")].map(th => th.textContent.trim()).join(" | ").slice(0, 80));
 }"""
 # parameter cells whose code a reader sees (papermill's parameters are build plumbing: removed or folded away)
 VISIBLE_PARAMETERS = r"""() => [...document.querySelectorAll(".tag_parameters .cell_input, .tag_injected-parameters .cell_input")]
@@ -112,7 +120,7 @@ def test_every_page_loads_offline_in_chromium_with_its_images_links_and_math(htm
     pages = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
                    if not p.relative_to(html).parts[0].startswith("_"))
     assert len(pages) >= 8
-    outside, failed, broken_links, empty_code, overflowing, small_text = [], [], [], [], [], []
+    outside, failed, broken_links, empty_code, overflowing, small_text, wide = [], [], [], [], [], [], []
     parameters, empty_sections = [], []
     figures = 0
     host = urlparse(server).netloc
@@ -139,6 +147,7 @@ def test_every_page_loads_offline_in_chromium_with_its_images_links_and_math(htm
             assert not bad_images, (rel, bad_images)
             empty_code += [rel] * page.eval_on_selector_all("pre", "ps => ps.filter(p => !p.textContent.trim()).length")
             overflowing += [f"{rel}: {e}" for e in page.evaluate(OVERFLOWING)]
+            wide += [f"{rel}: {e}" for e in page.evaluate(WIDE_TABLES)]
             parameters += [f"{rel}: {e}" for e in page.evaluate(VISIBLE_PARAMETERS)]
             empty_sections += [f"{rel}: {e}" for e in page.evaluate(EMPTY_SECTIONS)]
             for fig in page.evaluate(FIGURE_TEXT):
@@ -162,6 +171,7 @@ def test_every_page_loads_offline_in_chromium_with_its_images_links_and_math(htm
     assert not broken_links, broken_links[:5]
     assert not empty_code, f"empty code blocks on {sorted(set(empty_code))}"
     assert not overflowing, overflowing[:5]
+    assert not wide, f"tables wider than the page's column: {wide[:5]}"
     assert figures >= 10, "the studies' figures are SVG with their text kept as text"
     assert not small_text, f"figure text under the body size: {small_text[:5]}"
     assert not parameters, f"parameter cells shown: {parameters[:5]}"

@@ -256,7 +256,7 @@ def test_the_loss_table_gives_scipys_t_interval_over_trained_runs_and_names_the_
     table = study_tables.loss_table(plan, runs, {"mae": "MAE"})
     mae = ACC["mae"][2][1:] * 100  # seed 0 did not train
     low, high = scipy_stats.t.interval(0.95, len(mae) - 1, loc=mae.mean(), scale=scipy_stats.sem(mae))
-    assert table.loc["MAE", "best test acc %"] == f"{mae.mean():.2f} [{low:.2f}, {high:.2f}]"
+    assert table.loc["MAE", "best test acc %"] == f"{mae.mean():.2f} [{low:.2f},\u00a0{high:.2f}]"
     assert table.loc["MAE", "did not train"] == "1 (seed 0)" and table.loc["MAE", "trained"] == 5
     ordered = study_tables.by_accuracy(study_tables.study_runs(plan, runs))
     assert ordered[0].startswith("capped_ce") and ordered[-1] == "mae"

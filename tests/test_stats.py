@@ -62,7 +62,8 @@ def test_an_accuracy_interval_is_the_t_interval_cut_at_0_and_100():
     assert high > 100 and low > 0
     assert stats.mean_ci(accs, bounds=(0, 100)) == pytest.approx((accs.mean(), low, 100))
     from lossnb.study import percent_ci
-    assert percent_ci(accs / 100) == f"{accs.mean():.2f} [{low:.2f}, 100.00]"
+    assert percent_ci(accs / 100) == f"{accs.mean():.2f} [{low:.2f},\u00a0100.00]"
+    assert percent_ci(accs[:2] / 100) == f"{accs[:2].mean():.2f}"  # no interval from two seeds
 
 
 @pytest.mark.parametrize("n, alpha", [(5, 0.05), (10, 0.05 / 16), (20, 0.01)])

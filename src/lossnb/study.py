@@ -12,13 +12,20 @@ from .plan import Plan, study_runs
 POINTS = 100  # accuracies are fractions in records and points (%) on the page
 
 
+LEAST_FOR_AN_INTERVAL = 3  # seeds: a t interval from two spans most of the scale and says nothing
+NBSP = "\u00a0"  # an interval breaks before its bracket, never inside it, in a table cell that wraps
+
+
 def percent_ci(values) -> str:
-    """'91.23 [90.95, 91.51]': mean and 95% t interval, in points, cut at 0 and 100; the mean alone below 2
+    """'91.23 [90.95, 91.51]': mean and 95% t interval, in points, cut at 0 and 100; the mean alone below 3
     values."""
-    mean, low, high = stats.mean_ci(np.asarray(values, dtype=float) * POINTS, bounds=(0, POINTS))
+    values = np.asarray(values, dtype=float)
+    mean, low, high = stats.mean_ci(values * POINTS, bounds=(0, POINTS))
     if np.isnan(mean):
         return "–"
-    return f"{mean:.2f}" if np.isnan(low) else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+    if np.isnan(low) or len(values) < LEAST_FOR_AN_INTERVAL:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} [{low:.2f},{NBSP}{high:.2f}]"
 
 
 def loss_table(plan: Plan, runs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
@@ -193,11 +200,14 @@ def _diff(row: dict) -> str:
     if np.isnan(row["mean diff"]):
         return "–"
     text = f"{POINTS * row['mean diff']:+.2f}"
-    return text if np.isnan(row["ci low"]) else f"{text} [{POINTS * row['ci low']:+.2f}, {POINTS * row['ci high']:+.2f}]"
+    if np.isnan(row["ci low"]):
+        return text
+    return f"{text} [{POINTS * row['ci low']:+.2f},{NBSP}{POINTS * row['ci high']:+.2f}]"
 
 
 def _p(p: float) -> str:
-    return "–" if np.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+    """Two significant digits ('0.027', '0.41', '1'), and '< 0.001' below that."""
+    return "–" if np.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.2g}")
 
 
 def verdict_sentences(plan: Plan, comparisons: pd.DataFrame, labels: dict[str, str]) -> list[str]:

@@ -24,6 +24,9 @@ def book_style() -> None:
     records is the same file, byte for byte."""
     sns.set_theme(style="whitegrid", context="notebook",
                   rc={**FONT_SIZES, "svg.fonttype": "none", "svg.hashsalt": "lossnb"})
+    from ..page_tables import install
+
+    install()  # tables as the page shows them
     try:
         from IPython import get_ipython
         from matplotlib_inline.backend_inline import set_matplotlib_formats
