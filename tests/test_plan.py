@@ -148,6 +148,33 @@ def test_the_power_rule_takes_the_fewest_seeds_that_reach_the_target(study):
     assert looser["seeds"] == 3 and not looser["capped"]
 
 
+def test_a_pilot_source_pools_every_pair_and_plans_on_the_upper_limit_of_its_spread(study):
+    """A small pilot ran other losses than the plan compares: the rule pools every pair of them and plans on
+    the 80% upper confidence limit of that spread."""
+    plan, runs = study
+    tags = ["ce", "ls", "capped", "selfshaped", "complement", "focal2", "mae"]
+    diffs = [ACC[a][2] - ACC[b][2] for i, a in enumerate(tags) for b in tags[i + 1:]]
+    pooled = np.sqrt(np.mean([np.var(d, ddof=1) for d in diffs]))  # equal seeds: the df-weighted pool is the mean
+    dof = len(diffs) * (len(SEEDS) - 1)
+    rule = seed_count(load_plan_with(plan, source={**plan.raw["seeds"]["source"], "pairs": "every pair"},
+                                     upper_confidence=0.8), runs)
+    assert rule["estimate"] == pytest.approx(pooled) and rule["dof"] == dof and len(rule["pairs"]) == len(diffs)
+    assert rule["sd"] == pytest.approx(pooled * np.sqrt(dof / scipy.stats.chi2.ppf(0.2, dof)))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"upper_confidence": 1.5}, "seeds.upper_confidence is 1.5; a level from 0.5"),
+    ({"source": {"study": "t-e2", "task": "convnet-fashionmnist", "pairs": "all"}},
+     "seeds.source.pairs is 'all'; choose one of: first family, every pair"),
+    ({"confidence": 0.8}, "seeds needs exactly: rule, source"),
+])
+def test_a_bad_power_rule_option_is_one_line_naming_it(study, change, message):
+    plan, _ = study
+    with pytest.raises(PlanError, match=message) as err:
+        load_plan_with(plan, **change)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("target, words", [(0.01, "1 point"), (0.001, "0.1 points")])
 def test_a_target_the_seed_budget_cannot_reach_is_said_in_points(study, target, words):
     from lossnb.study import power_sentence

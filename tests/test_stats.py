@@ -76,3 +76,13 @@ def test_detectable_difference_matches_statsmodels_power(n, alpha):
 def test_more_seeds_detect_smaller_differences():
     sizes = [stats.detectable_difference(1.0, n, 0.05) for n in (5, 10, 20)]
     assert sizes[0] > sizes[1] > sizes[2]
+
+
+def test_the_upper_confidence_limit_of_a_standard_deviation_covers_it_as_often_as_its_level():
+    """Simulated: of many small samples (7 values, sigma 1), the 80% upper limit of their sd is at or above the
+    true sigma in 80% of them."""
+    rng = np.random.default_rng(0)
+    sds = rng.normal(size=(40_000, 7)).std(axis=1, ddof=1)
+    covered = np.mean([stats.sd_upper_limit(s, 6, 0.8) >= 1.0 for s in sds])
+    assert covered == pytest.approx(0.8, abs=0.01)
+    assert stats.sd_upper_limit(0.5, 6, 0.5) == pytest.approx(0.5 * np.sqrt(6 / 5.348), rel=1e-3)  # chi2 median

@@ -5,6 +5,7 @@ images held out of the training set."""
 from __future__ import annotations
 
 import dataclasses
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 import yaml
 
 from .grid import load_grid
+from .plan import pooled_sd
 from .results import with_trained
 
 FULL_TRAINING_SET = 60_000  # a full-length study trains on every training image; the pilot holds 10,000 out
@@ -96,13 +98,6 @@ def paired_spread(pilot: Pilot, runs: pd.DataFrame, arch: str, metric: str = "be
     done = pilot_runs(pilot, runs)
     wide = done[(done["arch"] == arch) & done["trained"]].pivot_table(index="seed", columns="loss_tag",
                                                                        values=metric)
-    tags = sorted(wide.columns)
-    pairs, sum_squares, dof = {}, 0.0, 0
-    for i, a in enumerate(tags):
-        for b in tags[i + 1:]:
-            diff = (wide[a] - wide[b]).dropna()
-            if len(diff) >= 2:
-                pairs[(a, b)] = float(diff.std(ddof=1))
-                sum_squares += diff.var(ddof=1) * (len(diff) - 1)
-                dof += len(diff) - 1
-    return {"pooled_sd": float(np.sqrt(sum_squares / dof)) if dof else np.nan, "dof": dof, "pairs": pairs}
+    sd, dof, used = pooled_sd(wide, combinations(sorted(wide.columns), 2))
+    return {"pooled_sd": sd, "dof": dof, "pairs": {(a, b): float((wide[a] - wide[b]).dropna().std(ddof=1))
+                                                   for a, b in used}}

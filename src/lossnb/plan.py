@@ -5,6 +5,7 @@ rule gives."""
 from __future__ import annotations
 
 import dataclasses
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,9 @@ REQUIRED_KEYS = ("grid", "task", "metric", "alpha", "margin", "families")
 TOP_KEYS = (*REQUIRED_KEYS, "title", "declared", "test", "margin_why", "did_not_train_below", "seeds", "amendments")
 BEFORE_THE_RUNS = "before the runs"
 SEED_KEYS = ("rule", "source", "target", "power", "least", "most", "order")
+# optional: the spread's one-sided upper confidence level, where the source is a small pilot (Browne 1995)
+SEED_OPTIONS = ("upper_confidence",)
+SOURCE_PAIRS = ("first family", "every pair")  # which of the source's paired differences the spread pools
 VERDICTS = ("better", "worse", "equivalent", "undecided", "not tested")
 
 
@@ -137,11 +141,40 @@ def load_plan(path: str | Path) -> Plan:
         for tag in (t for pair in family.pairs for t in pair):
             if tag not in ran:
                 raise PlanError(f"{path}: family {family.name!r} compares {tag}, which {raw['grid']} does not run")
-    if "seeds" in raw and set(raw["seeds"]) != set(SEED_KEYS):
-        raise PlanError(f"{path}: seeds needs exactly: {', '.join(SEED_KEYS)}")
+    if "seeds" in raw:
+        _check_seeds(raw["seeds"], path)
     return Plan(path, study, tasks, raw["metric"], float(raw["alpha"]), float(raw["margin"]),
                 float(raw.get("did_not_train_below", 2.0)), families, raw.get("seeds"), raw,
                 sum(r.task_tag() in tasks for r in grid.runs))
+
+
+def _check_seeds(seeds: dict, path: Path) -> None:
+    keys = set(seeds) if isinstance(seeds, dict) else set()
+    if not set(SEED_KEYS) <= keys <= set(SEED_KEYS + SEED_OPTIONS):
+        raise PlanError(f"{path}: seeds needs exactly: {', '.join(SEED_KEYS)} (and may have "
+                        f"{', '.join(SEED_OPTIONS)})")
+    pairs = seeds["source"].get("pairs", SOURCE_PAIRS[0]) if isinstance(seeds["source"], dict) else None
+    if pairs not in SOURCE_PAIRS:
+        raise PlanError(f"{path}: seeds.source.pairs is {pairs!r}; choose one of: {', '.join(SOURCE_PAIRS)}")
+    level = seeds.get("upper_confidence", 0.5)
+    if not (isinstance(level, (int, float)) and 0.5 <= level < 1):
+        raise PlanError(f"{path}: seeds.upper_confidence is {level!r}; a level from 0.5 up to (not including) 1")
+
+
+def pooled_sd(wide: pd.DataFrame, pairs) -> tuple[float, int, list[tuple[str, str]]]:
+    """The standard deviation of paired differences a - b (columns of ``wide``, one row per seed), pooled over
+    the pairs that ran on at least 2 common seeds, weighted by their degrees of freedom: (sd, dof, pairs used)."""
+    variances, dfs, used = [], [], []
+    for a, b in pairs:
+        if {a, b} <= set(wide.columns):
+            diff = (wide[a] - wide[b]).dropna()
+            if len(diff) > 1:
+                variances.append(diff.var(ddof=1))
+                dfs.append(len(diff) - 1)
+                used.append((a, b))
+    if not used:
+        return float("nan"), 0, []
+    return float(np.sqrt(np.dot(dfs, variances) / np.sum(dfs))), int(np.sum(dfs)), used
 
 
 def _name_params(entry) -> tuple[str, dict]:
@@ -231,8 +264,9 @@ def verdict(row: dict, alpha: float) -> str:
 
 # ---------------------------------------------------------------- the seed count
 def seed_count(plan: Plan, runs: pd.DataFrame) -> dict:
-    """The plan's power rule on its source study: the pooled standard deviation of the first family's paired
-    differences there, the seeds it asks for, and the difference those seeds detect."""
+    """The plan's power rule on its source study: the pooled standard deviation of paired differences there (of
+    the first family's pairs, or of every pair of the source's losses), raised to its upper confidence limit
+    where the rule asks for one; the seeds it asks for, and the difference those seeds detect."""
     rule = plan.seeds
     if not rule:
         raise PlanError(f"{plan.path}: no power rule (a plan declared after its runs)")
@@ -240,20 +274,17 @@ def seed_count(plan: Plan, runs: pd.DataFrame) -> dict:
                   & (runs["status"] == "complete")]
     wide = source.pivot_table(index="seed", columns="loss_tag", values=plan.metric)
     first = plan.families[0]
-    variances, dfs, used = [], [], []
-    for a, b in first.pairs:
-        if {a, b} <= set(wide.columns):
-            diff = (wide[a] - wide[b]).dropna()
-            if len(diff) > 1:
-                variances.append(diff.var(ddof=1))
-                dfs.append(len(diff) - 1)
-                used.append((a, b))
+    every = rule["source"].get("pairs") == "every pair"
+    pairs = list(combinations(sorted(wide.columns), 2)) if every else first.pairs
+    estimate, dof, used = pooled_sd(wide, pairs)
     if not used:
-        raise PlanError(f"{plan.path}: no pair of the first family ran in {rule['source']['study']}")
-    sd = float(np.sqrt(np.dot(dfs, variances) / np.sum(dfs)))
+        raise PlanError(f"{plan.path}: no pair of the {'losses' if every else 'first family'} ran in "
+                        f"{rule['source']['study']}")
+    level = rule.get("upper_confidence")
+    sd = stats.sd_upper_limit(estimate, dof, level) if level else estimate
     alpha = plan.alpha / len(first.pairs)
     n = next((n for n in range(int(rule["least"]), int(rule["most"]) + 1)
               if stats.detectable_difference(sd, n, alpha, rule["power"]) <= rule["target"]), int(rule["most"]))
-    return {"sd": sd, "pairs": used, "alpha": alpha, "seeds": n, "capped": stats.detectable_difference(
+    return {"sd": sd, "estimate": estimate, "dof": dof, "pairs": used, "alpha": alpha, "seeds": n, "capped": stats.detectable_difference(
         sd, n, alpha, rule["power"]) > rule["target"], "detectable": stats.detectable_difference(
         sd, n, alpha, rule["power"]), "seed_list": list(rule["order"][:n])}

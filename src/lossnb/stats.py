@@ -77,3 +77,10 @@ def detectable_difference(sd: float, n: int, alpha: float, power: float = 0.8) -
     while paired_power(high, n, alpha) < power:
         high *= 2
     return float(optimize.brentq(lambda e: paired_power(e, n, alpha) - power, 0.0, high, xtol=1e-10)) * sd
+
+
+def sd_upper_limit(sd: float, dof: int, level: float) -> float:
+    """The one-sided upper confidence limit at ``level`` of a standard deviation estimated with ``dof`` degrees
+    of freedom (chi-square): the spread to plan on when the estimate comes from a small pilot (Browne 1995,
+    Statistics in Medicine 14, 1933-1940, plans on the 80% limit)."""
+    return float(sd * np.sqrt(dof / stats.chi2.ppf(1 - level, dof)))
