@@ -156,6 +156,28 @@ def test_every_figure_is_drawn_at_the_page_width_with_all_its_ink_inside(curves)
         plt.close(fig)
 
 
+def test_a_forest_draws_its_verdicts_in_black_and_greys_never_in_a_loss_colour():
+    """Every verdict, each drawn: each line, marker and band of the figure is a grey (red = green = blue, as
+    matplotlib resolves the colour), so no verdict reads as a loss; the five verdicts are five styles."""
+    from matplotlib.colors import to_rgb
+
+    from lossnb.plotting import forest
+
+    book_style()
+    verdicts = ["better", "worse", "equivalent", "undecided", "not tested"]
+    table = pd.DataFrame([{"family": "f", "a": "x", "b": b, "seeds": 5 if v != "not tested" else 2,
+                           "mean diff": 0.01 * i, "ci low": 0.01 * i - 0.002, "ci high": 0.01 * i + 0.002, "verdict": v}
+                          for i, (b, v) in enumerate(zip("abcde", verdicts))])
+    fig = forest(table, {}, 0.005)
+    ax = fig.axes[0]
+    colours = [to_rgb(line.get_color()) for line in ax.get_lines()] + [p.get_facecolor()[:3] for p in ax.patches]
+    assert colours and all(max(c) - min(c) < 1e-6 for c in colours)
+    legend = [(line.get_color(), str(line.get_linestyle()), line.get_linewidth())
+              for line in fig.legends[0].get_lines()]
+    assert len(legend) == len(verdicts) == len(set(legend))
+    plt.close(fig)
+
+
 def test_a_forest_stacks_a_contenders_comparisons_in_its_row_and_gives_each_baseline_one_marker():
     from lossnb.plotting import forest
 

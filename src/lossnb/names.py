@@ -5,7 +5,12 @@ from typing import Any
 
 PLAIN = {"ce": "cross-entropy", "label_smoothing": "label smoothing", "focal": "focal", "poly1": "Poly-1",
          "mae": "MAE", "maxsup": "MaxSup", "capped_ce": "capped CE", "selfshaped_ls": "self-shaped LS",
-         "complement_ls": "complement LS", "smooth_poly": "ramped LS + Poly-1 + logit penalty"}
+         "complement_ls": "complement LS", "smooth_poly": "ramped LS + Poly-1 + logit penalty",
+         "arcface": "ArcFace", "cosface": "CosFace", "sphereface": "SphereFace", "bitempered": "bi-tempered",
+         "dual_focal": "dual focal", "entmax15": "1.5-entmax", "flsd53": "FLSD-53", "gce": "generalized CE",
+         "logitnorm": "LogitNorm", "margin": "target-logit margin", "mbls": "MbLS", "online_ls": "online LS",
+         "polyn": "Poly-N", "sce": "symmetric CE", "sparsemax": "sparsemax",
+         "confidence_penalty": "confidence penalty", "logit_penalty": "logit penalty"}
 SYMBOLS = {"eps": "ε", "epsilon": "ε", "gamma": "γ", "alpha": "α", "beta": "β", "tau": "τ", "lam": "λ"}
 HIDDEN = {("label_smoothing", "convention"), ("maxsup", "alpha_start"), ("maxsup", "alpha_end"),
           *(("smooth_poly", k) for k in ("eps_start", "eps_end", "poly", "logit_penalty"))}
@@ -29,3 +34,20 @@ def labels_of(runs) -> dict[str, str]:
 
 def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+ARCHITECTURES = {"convnet": "the report's ConvNet", "convnet_bn": "the report's ConvNet with BatchNorm",
+                 "convnet_bn_w2": "the report's ConvNet with BatchNorm, twice as wide",
+                 "convnet_bn_w4": "the report's ConvNet with BatchNorm, four times as wide",
+                 "resnet20": "ResNet-20", "resnet32": "ResNet-32", "resnet44": "ResNet-44", "resnet56": "ResNet-56",
+                 "resnet110": "ResNet-110", "vgg11_bn": "VGG-11-BN", "vgg13_bn": "VGG-13-BN", "vgg16_bn": "VGG-16-BN",
+                 "vgg19_bn": "VGG-19-BN", "mobilenetv2": "MobileNetV2"}
+DATASETS = {"fashionmnist": "FashionMNIST", "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def study_in_words(run) -> str:
+    """A study in words from one of its runs (a row of lossnb.results.load_runs): "ResNet-20 on FashionMNIST,
+    4 epochs, validation split"."""
+    arch = ARCHITECTURES.get(run["arch"], run["arch"]) + (" (cosine head)" if run["head"] == "cosine" else "")
+    text = f"{arch} on {DATASETS.get(run['dataset'], run['dataset'])}, {run['epochs']} epochs"
+    return text + (", validation split" if run["eval_split"] == "val" else "")

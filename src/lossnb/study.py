@@ -80,9 +80,9 @@ def summary(plan: Plan, runs: pd.DataFrame) -> str:
 
 
 def unplanned_tables(runs: pd.DataFrame, split: str = "test") -> list[tuple[str, object, pd.DataFrame]]:
-    """('study (task)', its seed dots, its runs_table) for each study and task of ``runs``, highest mean best
+    """(the study in words, its seed dots, its runs_table) for each study and task of ``runs``, highest mean best
     accuracy first; for studies no plan tests (validation studies, tasks apart)."""
-    from .names import labels_of
+    from .names import labels_of, study_in_words
     from .plotting import seed_dots
     from .results import with_trained
 
@@ -90,9 +90,22 @@ def unplanned_tables(runs: pd.DataFrame, split: str = "test") -> list[tuple[str,
     for (name, task), sel in runs.groupby(["study", "task"]):
         sel = with_trained(sel)
         order, labels = by_accuracy(sel), labels_of(sel)
-        tables.append((f"**{name}** ({task})", seed_dots(sel, order, labels, xlabel=f"best {split} accuracy (%)"),
+        words = study_in_words(sel.iloc[0])
+        tables.append((f"**{words[0].upper()}{words[1:]}**", seed_dots(sel, order, labels, xlabel=f"best {split} accuracy (%)"),
                        runs_table(sel, order, labels, split=split)))
     return tables
+
+
+def outside_plan(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
+    """The losses the plan's study trained on its task that no family of the plan compares, as a runs_table,
+    highest mean best accuracy first (empty where there are none)."""
+    from .names import labels_of
+
+    mine = study_runs(plan, runs)
+    others = mine[~mine["loss_tag"].isin(plan.tags())]
+    if others.empty:
+        return pd.DataFrame()
+    return runs_table(others, by_accuracy(others), labels_of(others))
 
 
 def pictured_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
@@ -171,7 +184,7 @@ def progress(plan: Plan, runs: pd.DataFrame) -> str:
                  "than 3 such seeds is not tested. The verdicts will change as runs arrive, each only as strong as "
                  "its seed count.")
     if not plan.before_the_runs:
-        text += (f" Its plan (`{plan.path.name}`) was written after these runs: the comparisons it tests were "
+        text += (" Its plan was written after these runs: the comparisons it tests were "
                  "chosen after seeing their results, which no correction here accounts for.")
     return text
 

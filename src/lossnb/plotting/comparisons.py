@@ -150,8 +150,10 @@ def _label_share(ax, texts) -> float:
     return min(room / ax.get_window_extent(renderer).width, 0.4)
 
 
-VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "undecided": "tab:gray",
-                   "not tested": "lightgray"}
+# A verdict is drawn in black and greys, by line style and weight: never in a colour, which the book gives to losses.
+VERDICT_STYLES = {"better": ("black", "-", 2.6), "worse": ("black", (0, (1, 1)), 2.6),
+                  "equivalent": ("black", (0, (4, 1.5)), 2.0), "undecided": ("0.55", "-", 1.3),
+                  "not tested": ("0.8", "-", 1.3)}
 
 
 BASELINE_MARKERS = "osD^vPX*hp"  # not < or >: those mark an interval cut at a panel's edge
@@ -182,15 +184,15 @@ def forest(comparisons, labels: dict[str, str], margin: float):
                              squeeze=False, gridspec_kw={"height_ratios": heights})
     for ax, family, block, k, (left, right) in zip(axes[:, 0], families, blocks, slots, spans):
         contenders = list(dict.fromkeys(block["a"]))
-        ax.axvspan(-100 * margin, 100 * margin, color="tab:blue", alpha=0.08, zorder=0)
+        ax.axvspan(-100 * margin, 100 * margin, color="0.5", alpha=0.12, zorder=0)
         ax.axvline(0, color="black", lw=0.8, zorder=1)
         for row, a in enumerate(contenders):
             mine = block[block["a"] == a].sort_values("b", key=lambda b: b.map(baselines.index))
             for j, r in enumerate(mine.to_dict("records")):
                 y = row + (j - (len(mine) - 1) / 2) * 0.8 / max(k, 2)
-                colour = VERDICT_COLOURS[r["verdict"]]
+                colour, style, width = VERDICT_STYLES[r["verdict"]]
                 if r["seeds"] >= LEAST_PAIRS:  # an untested comparison: its mean only (see seed_dots)
-                    draw_interval(ax, 100 * r["ci low"], 100 * r["ci high"], y, (left, right), colour)
+                    draw_interval(ax, 100 * r["ci low"], 100 * r["ci high"], y, (left, right), colour, style, width)
                 if r["seeds"]:
                     ax.plot([100 * r["mean diff"]], [y], markers[r["b"]], color=colour, zorder=4)
         ax.set_xlim(left, right)
@@ -199,7 +201,7 @@ def forest(comparisons, labels: dict[str, str], margin: float):
         ax.grid(axis="y", visible=False)
         ax.set_title(wrap_name(family, 40), loc="left")
     axes[-1, 0].set_xlabel("a − b in best test accuracy (points), 95% CI")
-    verdicts = [plt.Line2D([], [], color=c, lw=2, label=v) for v, c in VERDICT_COLOURS.items()]
+    verdicts = [plt.Line2D([], [], color=c, ls=style, lw=w, label=v) for v, (c, style, w) in VERDICT_STYLES.items()]
     against = [plt.Line2D([], [], color="black", marker=markers[b], ls="", label=f"− {labels.get(b, b)}")
                for b in baselines]
     if cut_any:
@@ -230,10 +232,11 @@ def interval_span(means, lows, highs, keep=()) -> tuple[float, float]:
     return low - spare, high + spare
 
 
-def draw_interval(ax, low: float, high: float, y: float, span: tuple[float, float], colour) -> bool:
+def draw_interval(ax, low: float, high: float, y: float, span: tuple[float, float], colour, style="-",
+                  width: float = 2) -> bool:
     """An interval as a line within ``span``; where it runs on past an edge, an arrow at that edge. True if cut."""
     left, right = span
-    ax.plot([max(low, left), min(high, right)], [y, y], color=colour, lw=2, zorder=3)
+    ax.plot([max(low, left), min(high, right)], [y, y], color=colour, ls=style, lw=width, zorder=3)
     for edge, marker, past in ((left, "<", low < left), (right, ">", high > right)):
         if past:
             ax.plot([edge], [y], marker, color=colour, markersize=6, zorder=4, clip_on=False)
