@@ -3,7 +3,7 @@ from html.parser import HTMLParser
 
 import pandas as pd
 
-from lossnb.page_tables import page_html
+from lossnb.page_tables import page_html, styler_html
 
 
 class Rows(HTMLParser):
@@ -58,3 +58,12 @@ def test_a_two_level_index_becomes_two_columns():
     head, body = rows(page_html(table))
     assert head == [["loss", "seed", "best %"]]
     assert body == [["focal γ=2", "32768", "10.00"], ["focal γ=2", "789", "59.51"]]
+
+
+def test_a_formatted_table_has_the_same_ids_each_time_and_other_tables_other_ids():
+    first = pd.DataFrame({"error": [1.1e-16, 7.6e-17]}, index=["cross-entropy", "focal"])
+    again = styler_html(first.copy().style.format("{:.1e}"))
+    assert styler_html(first.style.format("{:.1e}")) == again and "1.1e-16" in again
+    other = styler_html(pd.DataFrame({"error": [2.0e-16]}, index=["MAE"]).style.format("{:.1e}"))
+    ids = lambda html: {part.split('"')[0] for part in html.split('id="')[1:]}
+    assert not ids(again) & ids(other)

@@ -1,9 +1,13 @@
 """How a chapter's tables reach the page: pandas' HTML, with no row of their own for the index's name (the name
-goes in the header's corner), no stray 0..n index column, and whole cells (never cut to 50 characters).
-book_style() installs it as the notebook's HTML form of every DataFrame."""
+goes in the header's corner), no stray 0..n index column, and whole cells (never cut to 50 characters); a
+formatted table (a Styler) with element ids drawn from its content, not at random, so that a chapter executed
+again on the same records is the same file. book_style() installs both as the notebook's HTML forms."""
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 
 def page_html(table: pd.DataFrame) -> str:
@@ -16,8 +20,13 @@ def page_html(table: pd.DataFrame) -> str:
     return table.to_html()
 
 
+def styler_html(styler: Styler) -> str:
+    digest = hashlib.sha1(styler.data.to_csv().encode()).hexdigest()[:8]
+    return styler.set_uuid(digest).to_html()
+
+
 def install() -> None:
-    """page_html as the HTML of every DataFrame a notebook displays; nothing outside IPython."""
+    """page_html and styler_html as the HTML of every table a notebook displays; nothing outside IPython."""
     pd.set_option("display.max_colwidth", None)
     try:
         from IPython import get_ipython
@@ -25,4 +34,6 @@ def install() -> None:
         return
     shell = get_ipython()
     if shell is not None:
-        shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, page_html)
+        html = shell.display_formatter.formatters["text/html"]
+        html.for_type(pd.DataFrame, page_html)
+        html.for_type(Styler, styler_html)
