@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 
 from .analysis import choose_on_validation
-from .names import labels_of, plain_name
+from .names import labels_of, plain_name, study_in_words
 from .plan import Family, Plan, compare, compare_families
 from .results import pooled_reliability, with_trained
 from .study import contender_words, by_accuracy, runs_table, verdict_tables
@@ -87,7 +87,7 @@ def evidence(plans: list[Plan], runs: pd.DataFrame, loss: str) -> tuple[pd.DataF
             setting = label_of(runs, tag.split("/")[-1])
             # a study with nothing run yet is said in its line, without rows of dashes
             for table in (verdict_tables(rows, labels).values() if rows["seeds"].max() else []):
-                tables.append(table.assign(study=plan.study, setting=setting)
+                tables.append(table.assign(study=plan.title, setting=setting)
                               .set_index(["study", "setting"], append=True).reorder_levels([1, 2, 0]))
             lines.append(f"{plan.title[0].upper() + plan.title[1:]}, {setting}: "
                          + contender_words(rows, labels, POINTS * plan.margin))
@@ -123,7 +123,8 @@ def ece_tables(runs: pd.DataFrame, parts: list[str], designs: list[str]) -> list
     for (study, task), _ in test.groupby(["study", "task"]):
         ece = ece_of_parts(runs, study, task, parts)
         if len(ece):
-            tables.append((f"**{study}** ({task})",
+            words = study_in_words(test[(test["study"] == study) & (test["task"] == task)].iloc[0])
+            tables.append((f"**{words[0].upper()}{words[1:]}**",
                            verdict_tables(ece, labels_of(runs[runs["study"] == study]))["final ECE"]))
     return tables
 
@@ -212,12 +213,12 @@ def speed_table(speed_file: str | Path, losses: list[str], designs: list[str]) -
     cost["shape"] = cost["shape"].map(lambda s: f"{s[0]}x{s[1]}")
     shapes = list(dict.fromkeys(cost["shape"]))  # the benchmark's order: batch 128 first
     table = cost.pivot(index="loss", columns="shape", values="ratio_to_ce").loc[losses, shapes].round(2)
-    table["aten ops"] = cost.groupby("loss")["aten_ops"].first()
+    table["tensor operations"] = cost.groupby("loss")["aten_ops"].first()
     machine = speed["machine"]
     header = (f"Forward+backward time / `F.cross_entropy`'s, on {machine['device']} "
               f"({machine.get('cpu_threads', '?')} threads, torch {machine['torch']}); target "
               f"{speed['target_ratio']:g}x:")
     over = [f"{plain_name(loss)} at {shape}" for loss, row in table.iterrows() for shape, v in row.items()
-            if shape != "aten ops" and loss in designs and v > speed["target_ratio"]]
+            if shape != "tensor operations" and loss in designs and v > speed["target_ratio"]]
     table.index = [plain_name(loss) for loss in table.index]
     return header, table, over

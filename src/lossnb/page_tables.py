@@ -37,3 +37,6 @@ def install() -> None:
         html = shell.display_formatter.formatters["text/html"]
         html.for_type(pd.DataFrame, page_html)
         html.for_type(Styler, styler_html)
+        # its plain-text form would be '<Styler at 0x7f...>', an address that differs at every execution
+        shell.display_formatter.formatters["text/plain"].for_type(
+            Styler, lambda styler, printer, cycle: printer.text(styler.data.to_string()))

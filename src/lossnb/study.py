@@ -268,9 +268,10 @@ def beside_other_study(plan: Plan, runs: pd.DataFrame, other: str, labels: dict[
         ok = sel[sel["trained"]]
         means = ok.groupby("loss_tag")["best_test_acc"].mean()
         ranks = means.rank(ascending=False, method="min")
-        columns[f"{study}: best acc %"] = {t: percent_ci(ok.loc[ok["loss_tag"] == t, "best_test_acc"])
-                                           for t in plan.tags()}
-        columns[f"{study}: rank"] = {t: f"{ranks[t]:.0f}" if t in ranks else "–" for t in plan.tags()}
+        length = f"{int(sel['epochs'].iloc[0])} epochs" if len(sel) else study  # the two studies differ in length
+        columns[f"{length}: best acc %"] = {t: percent_ci(ok.loc[ok["loss_tag"] == t, "best_test_acc"])
+                                            for t in plan.tags()}
+        columns[f"{length}: rank"] = {t: f"{ranks[t]:.0f}" if t in ranks else "–" for t in plan.tags()}
     table = pd.DataFrame(columns)
     table.index = [labels.get(t, t) for t in table.index]
     return table
