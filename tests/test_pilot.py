@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import write_synthetic_record
-from lossnb.pilot import candidate_table, choice, load_pilot, paired_spread
+from lossnb.pilot import candidate_table, choice, load_pilot, page_table, paired_spread
 from lossnb.results import load_runs
 
 LOSSES = ["ce", "focal"]
@@ -103,3 +103,19 @@ def test_the_committed_pilot_reads_as_its_grid_names_it():
     pilot = load_pilot(Path(__file__).parents[1] / "grids" / "pilots" / "convnet-bn.yaml")
     assert pilot.study == "pilot-bn-e200-val10000" and pilot.candidates[0] == "convnet_bn"
     assert (pilot.least_mean_gap, pilot.hours, pilot.planned_runs) == (0.01, 30.0, 70)
+
+
+def test_the_page_table_gives_points_hours_and_each_criterion_in_words(pilot, tmp_path):
+    for loss in LOSSES:
+        for seed in (1, 2, 3):
+            record(tmp_path, "convnet_bn", loss, seed, best=0.9, final=0.9, fit=0.915)  # gap 1.5 points
+            record(tmp_path, "convnet", loss, seed, best=0.86, final=0.86, fit=0.85)
+    table, _ = table_and_choice(pilot, tmp_path)
+    shown = page_table(table)
+    bn = shown.loc["BatchNorm ConvNet"]
+    assert (bn["runs"], bn["failed"], bn["best val acc %"], bn["mean gap"]) == (6, 0, "90.00", "1.50")
+    assert (bn["stable"], bn["regime"], bn["afford-able"]) == ("yes", "yes", "yes")
+    reference = shown.loc["report's ConvNet"]
+    assert reference["mean gap"] == "-1.00" and reference["regime"] == "–"  # not judged
+    wide = shown.loc["BatchNorm ConvNet ×2 wide"]
+    assert wide["runs"] == 0 and wide["stable"] == wide["mean gap"] == "–"  # nothing judged before its runs

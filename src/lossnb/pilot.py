@@ -101,3 +101,27 @@ def paired_spread(pilot: Pilot, runs: pd.DataFrame, arch: str, metric: str = "be
     sd, dof, used = pooled_sd(wide, combinations(sorted(wide.columns), 2))
     return {"pooled_sd": sd, "dof": dof, "pairs": {(a, b): float((wide[a] - wide[b]).dropna().std(ddof=1))
                                                    for a, b in used}}
+
+
+# the candidates in a narrow column; the chapter's prose names them in full
+SHORT_NAMES = {"convnet_bn": "BatchNorm ConvNet", "convnet_bn_w2": "BatchNorm ConvNet ×2 wide",
+               "convnet_bn_w4": "BatchNorm ConvNet ×4 wide", "convnet": "report's ConvNet"}
+
+
+def page_table(table: pd.DataFrame) -> pd.DataFrame:
+    """candidate_table as the chapter shows it: networks in words, accuracies and gaps in points, hours rounded,
+    each criterion met or not (the reference is not judged)."""
+    def mark(row, criterion):
+        return "–" if not row["candidate"] or not row["runs"] else ("yes" if row[criterion] else "no")
+
+    rows = []
+    for arch, row in table.iterrows():
+        rows.append({"network": SHORT_NAMES.get(arch, arch), "runs": row["runs"],
+                     "failed": row["did not train"] + row["collapsed"],
+                     "best val acc %": f"{100 * row['best val acc']:.2f}",
+                     "train acc % (un-aug.)": f"{100 * row['train acc (un-augmented)']:.2f}",
+                     "mean gap": f"{100 * row['mean gap']:.2f}", "least gap": f"{100 * row['least gap']:.2f}",
+                     "grid hours": f"{row['grid hours']:.0f}", "stable": mark(row, "stable"),
+                     "regime": mark(row, "regime"), "afford-able": mark(row, "affordable")})
+    out = pd.DataFrame(rows).set_index("network")
+    return out.replace({"nan": "–"})
