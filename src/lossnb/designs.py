@@ -14,7 +14,7 @@ from .analysis import choose_on_validation
 from .names import labels_of, plain_name, study_in_words
 from .plan import Family, Plan, compare, compare_families
 from .results import pooled_reliability, with_trained
-from .study import contender_words, by_accuracy, runs_table, verdict_tables
+from .study import by_accuracy, runs_table, verdict_tables
 from .trainer.config import loss_tag_of
 
 POINTS = 100
@@ -74,24 +74,22 @@ def settings_in_grids(grids_dir: str | Path, loss: str, reasons: dict[str, str])
     return lines
 
 
-def evidence(plans: list[Plan], runs: pd.DataFrame, loss: str) -> tuple[pd.DataFrame, list[str]]:
+def evidence(plans: list[Plan], runs: pd.DataFrame, loss: str) -> pd.DataFrame:
     """Every planned comparison of a setting of the design ``loss`` (a registry name) with a baseline, one row
     per study and baseline (the setting, the difference with its 95% CI, Holm-adjusted p of difference and
-    equivalence, verdict), and per study and setting its verdicts in a sentence."""
-    tables, lines = [], []
+    equivalence, verdict)."""
+    tables = []
     for plan in plans:
         comparisons = compare(plan, runs)
         mine = comparisons[comparisons["a"].map(lambda key: key.split("/")[-1].split("-")[0]) == loss]
         labels = plan.labels()
         for tag, rows in mine.groupby("a", sort=False):
             setting = label_of(runs, tag.split("/")[-1])
-            # a study with nothing run yet is said in its line, without rows of dashes
+            # a study with nothing run yet has no rows of dashes
             for table in (verdict_tables(rows, labels).values() if rows["seeds"].max() else []):
                 tables.append(table.assign(study=plan.title, setting=setting)
                               .set_index(["study", "setting"], append=True).reorder_levels([1, 2, 0]))
-            lines.append(f"{plan.title[0].upper() + plan.title[1:]}, {setting}: "
-                         + contender_words(rows, labels, POINTS * plan.margin))
-    return (pd.concat(tables) if tables else pd.DataFrame()), lines
+    return pd.concat(tables) if tables else pd.DataFrame()
 
 
 def against_one(runs: pd.DataFrame, study: str, task: str, others: list[str], reference: str,
@@ -177,22 +175,6 @@ def eps_sweep(runs: pd.DataFrame, loss: str, ls_tag: str, chosen: str) -> pd.Dat
     names = [plain_name(loss) if name == loss else labels[t] for t, name in zip(sel["loss_tag"], sel["loss"])]
     tags = sel["loss_tag"].where(sel["loss"] != loss, chosen)
     return sel.assign(eps=eps, tag=tags, **{"loss name": names})
-
-
-def sweep_lines(sweep: pd.DataFrame, loss: str) -> list[str]:
-    """Per study with at least two ε of ``loss``: the ε with the highest mean accuracy and whether the mean
-    final ECE rises monotonically with ε (a description of means, not a test)."""
-    lines = []
-    for study, sel in sweep.groupby("study"):
-        mine = sel[sel["loss"] == loss]
-        if mine["eps"].nunique() < 2:
-            continue
-        by_eps = mine.groupby("eps")[["best_test_acc", "final_test_ece"]].mean()
-        rises = bool(by_eps["final_test_ece"].is_monotonic_increasing)
-        lines.append(f"`{study}`: of the {len(by_eps)} values of ε run, {by_eps['best_test_acc'].idxmax():g} has "
-                     f"the highest mean accuracy; the mean final ECE {'rises' if rises else 'does not rise'} "
-                     "monotonically with ε (means only; not a test).")
-    return lines
 
 
 def capped_weight(p_t: float, p_cap: float, sharpness: float) -> float:

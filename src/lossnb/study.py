@@ -71,14 +71,6 @@ def trained_runs(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
     return sel.sort_values("loss_tag", key=lambda tags: tags.map(plan.tags().index), kind="stable")
 
 
-def summary(plan: Plan, runs: pd.DataFrame) -> str:
-    """The plan's runs so far, each verdict in words (a bulleted list) and what its seeds detect, in Markdown."""
-    from .plan import compare
-
-    lines = verdict_sentences(plan, compare(plan, runs), plan.labels())
-    return "\n\n".join([progress(plan, runs), "\n".join(f"- {line}" for line in lines), power_sentence(plan, runs)])
-
-
 def unplanned_tables(runs: pd.DataFrame, split: str = "test") -> list[tuple[str, object, pd.DataFrame]]:
     """(the study in words, its seed dots, its runs_table) for each study and task of ``runs``, highest mean best
     accuracy first; for studies no plan tests (validation studies, tasks apart)."""
@@ -144,20 +136,6 @@ def last_epochs(mine: pd.DataFrame, tags: list[str], labels: dict[str, str], sha
     return table
 
 
-def last_epochs_sentence(table: pd.DataFrame) -> str:
-    """last_epochs in words: how many losses still gained over the last epochs, and by how much; on which side
-    of test accuracy training accuracy ended."""
-    gain, gap = table.iloc[:, 0], table.iloc[:, 1]
-    rose = gain[gain > 0]
-    text = (f"Over the last {table.attrs['epochs']} epochs, mean test accuracy rose for {len(rose)} of {len(gain)} losses"
-            + (f", by {rose.min():.2f} to {rose.max():.2f} points" if len(rose) else "") + ". ")
-    below = gap[gap < 0]
-    text += (f"At the last epoch, training accuracy (on augmented images, averaged over the epoch) was below test "
-             f"accuracy for {len(below)} of {len(gap)} losses; the difference ranged from {gap.min():+.2f} to "
-             f"{gap.max():+.2f} points.")
-    return text
-
-
 def panels_present(plan: Plan, mine: pd.DataFrame) -> list[tuple[str, list[str]]]:
     """The plan's figure panels (Plan.panels) holding only the losses ``mine`` (curves_of) has, empty panels
     dropped."""
@@ -221,42 +199,6 @@ def _diff(row: dict) -> str:
 def _p(p: float) -> str:
     """Two significant digits ('0.027', '0.41', '1'), and '< 0.001' below that."""
     return "–" if np.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.2g}")
-
-
-def verdict_sentences(plan: Plan, comparisons: pd.DataFrame, labels: dict[str, str]) -> list[str]:
-    """Each family's outcome in words: for contenders, what each beat, lost to, tied within the margin, left
-    undecided; for a ranking, each adjacent pair and whether the whole order held."""
-    margin = POINTS * plan.margin
-    lines = []
-    for family in plan.families:
-        block = comparisons[comparisons["family"] == family.name]
-        if family.kind == "ranking":
-            lines.append(ranking_sentence(family.name, block, labels, margin))
-            continue
-        for a, rows in block.groupby("a", sort=False):
-            lines.append(f"{labels.get(a, a)}: " + contender_words(rows, labels, margin))
-    return lines
-
-
-def contender_words(rows: pd.DataFrame, labels: dict, margin: float) -> str:
-    groups = {v: [labels.get(b, b) for b in rows.loc[rows["verdict"] == v, "b"]] for v in
-              ("better", "worse", "equivalent", "undecided", "not tested")}
-    words = {"better": "better than", "worse": "worse than", "equivalent": f"equivalent within ±{margin:g} points to",
-             "undecided": "undecided against", "not tested": "not tested (fewer than 3 seeds both trained) against"}
-    parts = [f"{words[v]} {', '.join(names)}" for v, names in groups.items() if names]
-    beat_all = len(groups["better"]) == len(rows)
-    return "; ".join(parts) + (" — it beats every baseline." if beat_all else ".")
-
-
-def ranking_sentence(name: str, rows: pd.DataFrame, labels: dict, margin: float) -> str:
-    pairs = []
-    for r in rows.to_dict("records"):
-        a, b = labels.get(r["a"], r["a"]), labels.get(r["b"], r["b"])
-        pairs.append({"better": f"{a} > {b} (holds)", "worse": f"{a} < {b} (reversed)",
-                      "equivalent": f"{a} ≈ {b} (equivalent within ±{margin:g} points)",
-                      "undecided": f"{a} vs {b} undecided", "not tested": f"{a} vs {b} not tested"}[r["verdict"]])
-    held = (rows["verdict"] == "better").all()
-    return f"{name}: " + "; ".join(pairs) + (". The whole order holds." if held else ". The order as claimed is not shown.")
 
 
 def beside_other_study(plan: Plan, runs: pd.DataFrame, other: str, labels: dict[str, str]) -> pd.DataFrame:
