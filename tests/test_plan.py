@@ -175,6 +175,20 @@ def test_a_bad_power_rule_option_is_one_line_naming_it(study, change, message):
     assert "\n" not in str(err.value)
 
 
+def test_a_studys_own_spread_is_pooled_as_the_power_rule_pools_it(study):
+    """Unequal seeds (capped CE without seed 5): the spread weights each pair by its degrees of freedom, as a
+    plan's power rule does, so one study's spread is one number on every page."""
+    from lossnb.study import sensitivity
+
+    plan, runs = study
+    runs = runs[~((runs["loss"] == "capped_ce") & (runs["seed"] == 5))]
+    diffs = [(ACC[a][2] - ACC[b][2])[:5 if a == "capped" else 6] for a in ("capped", "selfshaped", "complement")
+             for b in ("ce", "ls")]
+    dof = [len(d) - 1 for d in diffs]
+    want = np.sqrt(sum(k * np.var(d, ddof=1) for k, d in zip(dof, diffs)) / sum(dof))
+    assert sensitivity(plan, runs)["sd"] == pytest.approx(want)
+
+
 @pytest.mark.parametrize("target, words", [(0.01, "1 point"), (0.001, "0.1 points")])
 def test_a_target_the_seed_budget_cannot_reach_is_said_in_points(study, target, words):
     from lossnb.study import power_sentence

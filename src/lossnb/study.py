@@ -278,15 +278,16 @@ def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
 def _spread(now: dict, plan: Plan) -> str:
     if now["pairs"] == 1:
         return spread_range(now, plan.labels())
-    return (f"{POINTS * now['sd']:.2f} points (root mean square over {now['pairs']} pairs; "
+    return (f"{POINTS * now['sd']:.2f} points (pooled over {now['pairs']} pairs; "
             f"{spread_range(now, plan.labels())})")
 
 
 def sensitivity(plan: Plan, runs: pd.DataFrame, power: float = 0.8) -> dict | None:
     """The smallest difference the first family's strictest test (alpha / its size) detects with ``power``,
-    at the spread of the study's own paired differences (root mean square of their standard deviations) and
+    at the spread of the study's own paired differences (pooled over the pairs, weighted by their degrees of
+    freedom: the same computation as a plan's power rule, so one spread is one number wherever it appears) and
     the median common seed count; None before any pair has 3 common seeds."""
-    from .plan import compare
+    from .plan import compare, pooled_sd
 
     table = compare(plan, runs)
     first = table[(table["family"] == plan.families[0].name) & (table["seeds"] >= 3)]
@@ -294,10 +295,12 @@ def sensitivity(plan: Plan, runs: pd.DataFrame, power: float = 0.8) -> dict | No
         return None
     sds = pd.Series([stats_sd(plan, runs, a, b) for a, b in zip(first["a"], first["b"])],
                     index=pd.MultiIndex.from_arrays([first["a"], first["b"]]))
-    sd = float(np.sqrt(np.nanmean(np.square(sds))))
+    mine = study_runs(plan, runs)
+    wide = mine[mine["trained"]].pivot_table(index="seed", columns="loss_tag", values=plan.metric)
+    sd = pooled_sd(wide, list(zip(first["a"], first["b"])))[0]
     seeds = int(first["seeds"].median())
     alpha = plan.alpha / len(plan.families[0].pairs)
-    # a root mean square is led by its largest term: the pair that sets it is named beside it
+    # a pooled spread is led by its largest terms: the pair that sets it is named beside it
     return {"sd": sd, "pairs": len(first), "seeds": seeds, "widest": sds.idxmax(), "widest_sd": float(sds.max()),
             "narrowest_sd": float(sds.min()), "detectable": stats.detectable_difference(sd, seeds, alpha, power)}
 
