@@ -342,3 +342,21 @@ def test_a_forest_cuts_an_interval_many_times_wider_than_the_rest_at_its_edge_wi
     assert not [line for line in narrow.axes[0].get_lines() if line.get_marker() in "<>"]
     assert "interval runs on" not in [t.get_text() for legend in narrow.legends for t in legend.get_texts()]
     plt.close(narrow)
+
+
+def test_each_column_of_curve_panels_shows_its_epochs_under_its_lowest_panel():
+    """Four panels in rows of three: the three columns' lowest panels (one in the first row, above an empty
+    slot) each label their epoch axis; no 'epoch' floats beneath the figure."""
+    from lossnb.plotting import train_test_curves
+
+    book_style()
+    curves = pd.DataFrame([{"loss_tag": t, "seed": 0, "epoch": e, "train_acc": 0.5, "test_acc": 0.5}
+                           for t in "abcd" for e in range(5)])
+    fig = train_test_curves(curves, list("abcd"), {})
+    fig.canvas.draw()
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    labelled = [ax.get_title() for ax in shown if ax.get_xlabel() == "epoch"
+                and any(t.get_visible() and t.get_text() for t in ax.get_xticklabels())]
+    assert sorted(labelled) == ["b", "c", "d"]
+    assert fig._supxlabel is None
+    plt.close(fig)

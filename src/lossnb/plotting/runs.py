@@ -112,9 +112,13 @@ def train_test_curves(curves, tags: list[str], labels: dict[str, str], columns: 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
     for ax in axes.flat[len(tags):]:
         ax.set_visible(False)
+    for column in range(columns):  # the lowest panel of each column carries the epochs, even above an empty slot
+        shown = [ax for ax in axes[:, column] if ax.get_visible()]
+        if shown:
+            shown[-1].tick_params(labelbottom=True)
+            shown[-1].set_xlabel("epoch")
     handles, names = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="upper right", ncol=len(names), frameon=False)
-    fig.supxlabel("epoch")
     fig.supylabel("accuracy (%)")
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig
