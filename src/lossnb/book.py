@@ -69,7 +69,8 @@ def execute_studies(root: Path, quick: bool = False, studies=STUDIES) -> list[Pa
             papermill.execute_notebook(root / "notebooks" / f"{name}.ipynb", output, parameters=params[name],
                                        cwd=root / "notebooks", kernel_name="python3", progress_bar=False)
         except papermill.PapermillExecutionError as err:
-            where = "" if err.ename == "FindingUnsupported" else f" ({err.ename}; the executed copy {output} shows where)"
+            where = "" if err.ename == "FindingUnsupported" else \
+                f" ({err.ename}; the executed copy {output} shows where)"
             raise ChapterFailed(f"chapter {name!r}: {err.evalue}{where}") from None
         tidy_executed(output)
         written.append(output)

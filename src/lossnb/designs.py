@@ -121,8 +121,8 @@ def ece_tables(runs: pd.DataFrame, parts: list[str], designs: list[str]) -> list
     for (study, task), _ in test.groupby(["study", "task"]):
         ece = ece_of_parts(runs, study, task, parts)
         if len(ece):
-            words = study_in_words(test[(test["study"] == study) & (test["task"] == task)].iloc[0])
-            tables.append((f"**{words[0].upper()}{words[1:]}**",
+            first_run = test[(test["study"] == study) & (test["task"] == task)].iloc[0]
+            tables.append((f"**{study_in_words(first_run, capital=True)}**",
                            verdict_tables(ece, labels_of(runs[runs["study"] == study]))["final ECE"]))
     return tables
 

@@ -45,9 +45,10 @@ ARCHITECTURES = {"convnet": "the report's ConvNet", "convnet_bn": "the report's 
 DATASETS = {"fashionmnist": "FashionMNIST", "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
 
-def study_in_words(run) -> str:
+def study_in_words(run, capital: bool = False) -> str:
     """A study in words from one of its runs (a row of lossnb.results.load_runs): "ResNet-20 on FashionMNIST,
-    4 epochs, validation split"."""
+    4 epochs, validation split"; ``capital`` to open a heading ("The report's ConvNet ...")."""
     arch = ARCHITECTURES.get(run["arch"], run["arch"]) + (" (cosine head)" if run["head"] == "cosine" else "")
     text = f"{arch} on {DATASETS.get(run['dataset'], run['dataset'])}, {run['epochs']} epochs"
-    return text + (", validation split" if run["eval_split"] == "val" else "")
+    text += ", validation split" if run["eval_split"] == "val" else ""
+    return text[:1].upper() + text[1:] if capital else text

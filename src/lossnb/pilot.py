@@ -98,9 +98,8 @@ def paired_spread(pilot: Pilot, runs: pd.DataFrame, arch: str, metric: str = "be
     done = pilot_runs(pilot, runs)
     wide = done[(done["arch"] == arch) & done["trained"]].pivot_table(index="seed", columns="loss_tag",
                                                                        values=metric)
-    sd, dof, used = pooled_sd(wide, combinations(sorted(wide.columns), 2))
-    return {"pooled_sd": sd, "dof": dof, "pairs": {(a, b): float((wide[a] - wide[b]).dropna().std(ddof=1))
-                                                   for a, b in used}}
+    sd, dof, pairs = pooled_sd(wide, combinations(sorted(wide.columns), 2))
+    return {"pooled_sd": sd, "dof": dof, "pairs": pairs}
 
 
 # the candidates in a narrow column; the chapter's prose names them in full

@@ -161,19 +161,20 @@ def _check_seeds(seeds: dict, path: Path) -> None:
         raise PlanError(f"{path}: seeds.upper_confidence is {level!r}; a level from 0.5 up to (not including) 1")
 
 
-def pooled_sd(wide: pd.DataFrame, pairs) -> tuple[float, int, list[tuple[str, str]]]:
+def pooled_sd(wide: pd.DataFrame, pairs) -> tuple[float, int, dict[tuple[str, str], float]]:
     """The standard deviation of paired differences a - b (columns of ``wide``, one row per seed), pooled over
-    the pairs that ran on at least 2 common seeds, weighted by their degrees of freedom: (sd, dof, pairs used)."""
-    variances, dfs, used = [], [], []
+    the pairs that ran on at least 2 common seeds, weighted by their degrees of freedom: (sd, dof, {pair used:
+    its own sd})."""
+    variances, dfs, used = [], [], {}
     for a, b in pairs:
         if {a, b} <= set(wide.columns):
             diff = (wide[a] - wide[b]).dropna()
             if len(diff) > 1:
                 variances.append(diff.var(ddof=1))
                 dfs.append(len(diff) - 1)
-                used.append((a, b))
+                used[(a, b)] = float(diff.std(ddof=1))
     if not used:
-        return float("nan"), 0, []
+        return float("nan"), 0, {}
     return float(np.sqrt(np.dot(dfs, variances) / np.sum(dfs))), int(np.sum(dfs)), used
 
 
@@ -285,6 +286,6 @@ def seed_count(plan: Plan, runs: pd.DataFrame) -> dict:
     alpha = plan.alpha / len(first.pairs)
     n = next((n for n in range(int(rule["least"]), int(rule["most"]) + 1)
               if stats.detectable_difference(sd, n, alpha, rule["power"]) <= rule["target"]), int(rule["most"]))
-    return {"sd": sd, "estimate": estimate, "dof": dof, "pairs": used, "alpha": alpha, "seeds": n, "capped": stats.detectable_difference(
-        sd, n, alpha, rule["power"]) > rule["target"], "detectable": stats.detectable_difference(
-        sd, n, alpha, rule["power"]), "seed_list": list(rule["order"][:n])}
+    detectable = stats.detectable_difference(sd, n, alpha, rule["power"])
+    return {"sd": sd, "estimate": estimate, "dof": dof, "pairs": list(used), "alpha": alpha, "seeds": n,
+            "capped": detectable > rule["target"], "detectable": detectable, "seed_list": list(rule["order"][:n])}

@@ -82,8 +82,8 @@ def unplanned_tables(runs: pd.DataFrame, split: str = "test") -> list[tuple[str,
     for (name, task), sel in runs.groupby(["study", "task"]):
         sel = with_trained(sel)
         order, labels = by_accuracy(sel), labels_of(sel)
-        words = study_in_words(sel.iloc[0])
-        tables.append((f"**{words[0].upper()}{words[1:]}**", seed_dots(sel, order, labels, xlabel=f"best {split} accuracy (%)"),
+        tables.append((f"**{study_in_words(sel.iloc[0], capital=True)}**",
+                       seed_dots(sel, order, labels, xlabel=f"best {split} accuracy (%)"),
                        runs_table(sel, order, labels, split=split)))
     return tables
 
@@ -293,11 +293,10 @@ def sensitivity(plan: Plan, runs: pd.DataFrame, power: float = 0.8) -> dict | No
     first = table[(table["family"] == plan.families[0].name) & (table["seeds"] >= 3)]
     if not len(first):
         return None
-    sds = pd.Series([stats_sd(plan, runs, a, b) for a, b in zip(first["a"], first["b"])],
-                    index=pd.MultiIndex.from_arrays([first["a"], first["b"]]))
     mine = study_runs(plan, runs)
     wide = mine[mine["trained"]].pivot_table(index="seed", columns="loss_tag", values=plan.metric)
-    sd = pooled_sd(wide, list(zip(first["a"], first["b"])))[0]
+    sd, _, per_pair = pooled_sd(wide, zip(first["a"], first["b"]))
+    sds = pd.Series(per_pair)
     seeds = int(first["seeds"].median())
     alpha = plan.alpha / len(plan.families[0].pairs)
     # a pooled spread is led by its largest terms: the pair that sets it is named beside it
@@ -313,11 +312,3 @@ def spread_range(now: dict, labels: dict[str, str]) -> str:
                 f"{POINTS * now['widest_sd']:.2f} points")
     return (f"their standard deviations run from {POINTS * now['narrowest_sd']:.2f} to "
             f"{POINTS * now['widest_sd']:.2f} points, the widest {labels.get(a, a)} − {labels.get(b, b)}")
-
-
-def stats_sd(plan: Plan, runs: pd.DataFrame, a: str, b: str) -> float:
-    """Standard deviation of the paired differences a - b over the seeds both trained."""
-    sel = study_runs(plan, runs)
-    wide = sel[sel["trained"]].pivot_table(index="seed", columns="loss_tag", values=plan.metric)
-    diff = (wide[a] - wide[b]).dropna()
-    return float(diff.std(ddof=1)) if len(diff) > 1 else np.nan
