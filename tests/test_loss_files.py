@@ -172,7 +172,10 @@ def test_the_gradient_chapter_draws_a_loss_file_passed_as_a_parameter(loss_file,
                                progress_bar=False, parameters={"points": 21, "class_counts": "[10]",
                                                                "loss_files": [str(loss_file)]})
     text = out.read_text()
-    assert f"custom_loss-{sha(loss_file)[:10]}" in text and "C = 10 classes" in text
+    glued = {o["metadata"]["scrapbook"]["name"]: o["data"] for c in json.loads(text)["cells"]
+             for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
+    assert f"custom_loss-{sha(loss_file)[:10]}" in text
+    assert glued["class_counts"]["application/papermill.record/text/markdown"] == "10"
 
 
 MISBEHAVING = {

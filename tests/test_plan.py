@@ -189,23 +189,87 @@ def test_a_studys_own_spread_is_pooled_as_the_power_rule_pools_it(study):
     assert sensitivity(plan, runs)["sd"] == pytest.approx(want)
 
 
-@pytest.mark.parametrize("target, words", [(0.01, "1 point"), (0.001, "0.1 points")])
+@pytest.mark.parametrize("target, words", [(0.01, "1"), (0.001, "0.1")])
 def test_a_target_the_seed_budget_cannot_reach_is_said_in_points(study, target, words):
-    from lossnb.study import power_sentence
+    from lossnb.study import seeds_table
 
     plan, runs = study
     tight = load_plan_with(plan, target=target, most=3)  # 3 seeds, ~1-point spread: neither target is reached
     assert seed_count(tight, runs)["capped"]
-    assert f"the target of {words} needed more seeds than the study's budget of 3." in power_sentence(tight, runs)
+    assert seeds_table([tight], runs).iloc[:, 0]["target"] == f"{words} (not reached within 3 seeds)"
 
 
-def test_the_sensitivity_says_so_far_only_while_planned_runs_are_missing(study):
-    from lossnb.study import power_sentence
+def test_the_progress_table_counts_each_plans_runs_as_their_records_say(study, tmp_path):
+    """The fixture's MAE seed 0 did not train; one more record, of focal at seed 3, collapsed after training; a
+    plan written after its runs says so."""
+    from lossnb.study import progress_table
 
-    plan, runs = study
-    assert plan.planned == len(runs)  # the fixture writes every run of the grid
-    assert "At full length, the same differences" in power_sentence(plan, runs)
-    assert "At full length so far, the same differences" in power_sentence(plan, runs.iloc[1:])
+    plan, _ = study
+    write_synthetic_record(tmp_path / "runs", "focal", 3, 0.9, final=0.1, loss_params={"gamma": 2})
+    runs, _ = load_runs(tmp_path / "runs")
+    after = {k: v for k, v in PLAN.items() if k != "seeds"} | {"declared": "after the runs", "title": "late"}
+    (tmp_path / "after.yaml").write_text(yaml.safe_dump(after))
+    table = progress_table([plan, load_plan(tmp_path / "after.yaml")], runs)
+    n = len(ACC) * len(SEEDS)
+    assert table.iloc[0][["planned", "complete", "trained", "did not train", "collapsed", "diverged"]].tolist() == \
+        [n, n, n - 1, 1, 1, 0]
+    assert table["plan fixed"].tolist() == ["before the runs", "after the runs"] and table.index[1] == "Late"
+
+
+def test_the_failure_rate_of_each_loss_has_the_exact_binomial_interval(study, tmp_path):
+    """MAE's seed 0 did not train and a focal run collapsed after training: each is one failure of its loss,
+    with the Clopper-Pearson interval (statsmodels' 'beta' method as reference)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    from lossnb.plan import failure_rates
+
+    plan, _ = study
+    write_synthetic_record(tmp_path / "runs", "focal", 3, 0.9, final=0.1, loss_params={"gamma": 2})
+    runs, _ = load_runs(tmp_path / "runs")
+    rates = failure_rates(plan, runs).set_index("loss_tag")
+    assert rates["failed"].to_dict() == {t: int(t.startswith(("mae", "focal"))) for t in plan.tags()}
+    for tag in ("mae", "focal-gamma2", "ce"):
+        low, high = proportion_confint(rates.loc[tag, "failed"], 6, alpha=0.05, method="beta")
+        assert (rates.loc[tag, "ci low"], rates.loc[tag, "ci high"]) == pytest.approx((low, high))
+    assert rates.loc["ce", "rate"] == 0 and rates.loc["mae", "rate"] == pytest.approx(1 / 6)
+
+
+def test_the_calibration_family_compares_every_loss_with_its_reference_on_final_ece(tmp_path):
+    """Label smoothing's final ECE 3 points above cross-entropy's in every seed (give or take 0.1): 'higher ECE';
+    focal's within 0.1 points: equivalent at a 1-point margin; Holm over the two comparisons (statsmodels)."""
+    from lossnb.plan import calibration
+
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump({**GRID, "losses": ["ce", "label_smoothing", "focal"]}))
+    wobble = 0.001 * np.array([1, -1, 1, -1, 1, -1])
+    ece = {"ce": 0.02 + NOISE, "label_smoothing": 0.05 + NOISE + wobble, "focal": 0.02 + NOISE - wobble}
+    for loss, values in ece.items():
+        for seed in SEEDS:
+            write_synthetic_record(tmp_path / "runs", loss, seed, 0.9, final_test_ece=float(values[seed]))
+    plan_raw = {**PLAN, "families": [{"name": "f", "contenders": ["label_smoothing", "focal"], "baselines": ["ce"]}],
+                "secondary": {"calibration": {"metric": "final_test_ece", "against": "ce", "margin": 0.01,
+                                              "text": "t"}}}
+    plan_raw.pop("seeds")
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan_raw))
+    runs, _ = load_runs(tmp_path / "runs")
+    table = calibration(load_plan(tmp_path / "plan.yaml"), runs).set_index("a").rename(lambda a: a.split("-")[0])
+    p = [scipy.stats.ttest_rel(ece[loss], ece["ce"]).pvalue for loss in ("label_smoothing", "focal")]
+    assert table["p (t, Holm)"].tolist() == pytest.approx(multipletests(p, method="holm")[1].tolist())
+    assert table["verdict"].to_dict() == {"label_smoothing": "higher ECE", "focal": "equivalent"}
+
+
+@pytest.mark.parametrize("secondary, message", [
+    ({"power": 1}, "secondary holds some of: failures, calibration"),
+    ({"calibration": {"metric": "final_test_ece", "against": "ce"}}, "secondary.calibration needs exactly"),
+    ({"calibration": {"metric": "final_test_ece", "against": "poly1", "margin": 0.01, "text": "t"}},
+     "secondary.calibration is against poly1-epsilon1, which grid.yaml does not run"),
+])
+def test_a_bad_secondary_analysis_is_one_line_naming_it(study, secondary, message):
+    plan, _ = study
+    path = plan.path.with_name("plan2.yaml")
+    path.write_text(yaml.safe_dump({**plan.raw, "secondary": secondary}))
+    with pytest.raises(PlanError, match=message) as err:
+        load_plan(path)
+    assert "\n" not in str(err.value)
 
 
 def load_plan_with(plan, **seeds):
@@ -390,21 +454,20 @@ def test_each_failed_run_gets_a_panel_of_its_own_epochs_with_chance_drawn(study,
     assert failure_figure(plan, runs[runs["loss"] == "ce"], curves, {}) is None
 
 
-def test_a_plan_written_after_its_runs_says_so_and_states_what_its_seeds_detect(study, tmp_path):
+def test_a_plan_written_after_its_runs_has_no_power_rule_and_states_what_its_seeds_detect(study, tmp_path):
     from lossnb import study as study_tables
 
     plan, runs = study
     after = {k: v for k, v in PLAN.items() if k != "seeds"} | {"declared": "after the runs"}
     (tmp_path / "after.yaml").write_text(yaml.safe_dump(after))
     late = load_plan(tmp_path / "after.yaml")
-    assert "written after these runs" in study_tables.progress(late, runs)
-    assert "written after" not in study_tables.progress(plan, runs)
-    sentence = study_tables.power_sentence(late, runs)
+    column = study_tables.seeds_table([late], runs).iloc[:, 0]
     now = study_tables.sensitivity(late, runs)
     # the first family is 3 contenders x 2 baselines: its strictest Holm step tests at alpha / 6
     detectable = TTestPower().solve_power(effect_size=None, nobs=now["seeds"], alpha=0.05 / 6, power=0.8,
                                           alternative="two-sided") * now["sd"]
-    assert f"detect {100 * detectable:.2f} points" in sentence
+    assert column["detects, own SD"] == f"{100 * detectable:.2f}" and column["α (strictest)"] == f"{0.05 / 6:.4f}"
+    assert column["planned on SD"].startswith("no power rule") and column["detects, planned"] == "–"
 
 
 def test_a_plan_over_two_heads_compares_one_loss_on_each_by_seed(tmp_path):
@@ -427,9 +490,10 @@ def test_a_plan_over_two_heads_compares_one_loss_on_each_by_seed(tmp_path):
     assert (row["seeds"], row["verdict"]) == (6, "worse")
     assert row["mean diff"] == pytest.approx(np.mean(-0.05 + NOISE))
     assert set(loaded.labels().values()) == {"CE, linear head", "CE on cosines"}
-    from lossnb.study import power_sentence
-    one_pair = f"the standard deviation of CE on cosines − CE, linear head, {100 * np.std(NOISE, ddof=1):.2f} points"
-    assert one_pair in power_sentence(loaded, runs)
+    from lossnb.study import seeds_table
+    column = seeds_table([loaded], runs).iloc[:, 0]
+    assert column["own SD"] == f"{100 * np.std(NOISE, ddof=1):.2f} (1 pair, 6 seeds)"
+    assert column["own pairs' SDs"] == "one pair: CE on cosines − CE, linear head"
     plan["families"][0]["baselines"] = ["ce"]  # which head's ce? a plan of two tasks must say
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     with pytest.raises(PlanError, match="names each loss's task"):
@@ -446,7 +510,7 @@ def test_a_final_accuracy_equal_to_the_best_in_every_run_is_one_column(study):
 
 
 def test_the_sensitivity_names_the_pair_whose_spread_leads_it(study):
-    from lossnb.study import power_sentence
+    from lossnb.study import seeds_table
 
     plan, runs = study
     sds = {(c, b): np.std(ACC[c][2] - ACC[b][2], ddof=1) for c in ("capped", "selfshaped", "complement")
@@ -454,9 +518,8 @@ def test_the_sensitivity_names_the_pair_whose_spread_leads_it(study):
     (c, b), widest = max(sds.items(), key=lambda item: item[1])
     names = {"capped": "capped CE", "selfshaped": "self-shaped LS", "complement": "complement LS", "ce": "cross-entropy",
              "ls": "label smoothing"}
-    phrase = (f"their standard deviations run from {100 * min(sds.values()):.2f} to {100 * widest:.2f} points, "
-              f"the widest {names[c]} − {names[b]}")
-    assert phrase in power_sentence(plan, runs)
+    column = seeds_table([plan], runs).iloc[:, 0]
+    assert column["own pairs' SDs"] == f"{100 * min(sds.values()):.2f} to {100 * widest:.2f}, widest {names[c]} − {names[b]}"
 
 
 def test_the_last_epochs_table_reads_the_change_of_test_accuracy_and_the_final_train_test_gap():

@@ -147,6 +147,7 @@ def test_grid_status_counts_whole_records_only(tmp_path):
     (broken / "summary.json").write_text("{")
     row = grid_status(grids, runs).loc["g.yaml"]
     assert (row["runs"], row["complete"], row["broken"], row["not started"], row["state"]) == (3, 1, 1, 1, "partial")
+    assert row["trains"] == "The report's ConvNet on FashionMNIST, 2 epochs"
 
 
 def test_the_slice_optimum_of_label_smoothing_is_its_closed_form_and_ce_has_none():

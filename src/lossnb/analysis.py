@@ -55,17 +55,8 @@ def beside_published(runs: pd.DataFrame, published: pd.DataFrame, names: dict[st
     return pd.DataFrame(rows)
 
 
-
-
-def published_report(runs: pd.DataFrame, published: pd.DataFrame, names: dict[str, str],
-                     alpha: float = 0.05) -> tuple[pd.DataFrame, str]:
-    """beside_published for display (the published name, ours and theirs, their Welch p) and a sentence naming
-    the losses whose seeds differ from the published ones beyond seed noise (uncorrected, descriptive)."""
+def published_report(runs: pd.DataFrame, published: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
+    """beside_published for display: the published name, ours and theirs, the difference and Welch's p
+    (uncorrected, descriptive); empty where no loss the benchmark reports has a record here."""
     side = beside_published(runs, published, names)
-    if side.empty:
-        return side, "None of the losses the benchmark reports has a record here yet."
-    apart = side[side["p (Welch t)"] < alpha]
-    return (side.drop(columns=["source"]).set_index("loss").round(3),
-            f"Differ from the published seeds beyond what seed noise explains (Welch p < {alpha}, uncorrected): "
-            + (", ".join(f"{r['loss']} ({r['ours - theirs (pts)']:+.2f} points)" for _, r in apart.iterrows())
-               or "none") + ".")
+    return side.drop(columns=["source"]).set_index("loss").round(3) if len(side) else side

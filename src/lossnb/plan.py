@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 import yaml
 
 from . import stats
@@ -21,13 +22,17 @@ from .yaml_errors import one_line
 REQUIRED_KEYS = ("grid", "task", "metric", "alpha", "margin", "families")
 # title: the study in words; declared: when the plan was fixed (a plan written after its runs says so, and has no
 # power rule: its seeds were already run)
-TOP_KEYS = (*REQUIRED_KEYS, "title", "declared", "test", "margin_why", "did_not_train_below", "seeds", "amendments")
+TOP_KEYS = (*REQUIRED_KEYS, "title", "declared", "test", "margin_why", "did_not_train_below", "seeds", "secondary",
+            "amendments")
 BEFORE_THE_RUNS = "before the runs"
 SEED_KEYS = ("rule", "source", "target", "power", "least", "most", "order")
 # optional: the spread's one-sided upper confidence level, where the source is a small pilot (Browne 1995)
 SEED_OPTIONS = ("upper_confidence",)
 SOURCE_PAIRS = ("first family", "every pair")  # which of the source's paired differences the spread pools
 VERDICTS = ("better", "worse", "equivalent", "undecided", "not tested")
+# analyses named secondary before the runs: the rate of runs that fail per loss, and calibration against one loss
+SECONDARY_KEYS = ("failures", "calibration")
+CALIBRATION_KEYS = ("metric", "against", "margin", "text")
 
 
 class PlanError(ValueError):
@@ -143,6 +148,8 @@ def load_plan(path: str | Path) -> Plan:
                 raise PlanError(f"{path}: family {family.name!r} compares {tag}, which {raw['grid']} does not run")
     if "seeds" in raw:
         _check_seeds(raw["seeds"], path)
+    if "secondary" in raw:
+        _check_secondary(raw["secondary"], path, ran, raw["grid"], multi)
     return Plan(path, study, tasks, raw["metric"], float(raw["alpha"]), float(raw["margin"]),
                 float(raw.get("did_not_train_below", 2.0)), families, raw.get("seeds"), raw,
                 sum(r.task_tag() in tasks for r in grid.runs))
@@ -159,6 +166,19 @@ def _check_seeds(seeds: dict, path: Path) -> None:
     level = seeds.get("upper_confidence", 0.5)
     if not (isinstance(level, (int, float)) and 0.5 <= level < 1):
         raise PlanError(f"{path}: seeds.upper_confidence is {level!r}; a level from 0.5 up to (not including) 1")
+
+
+def _check_secondary(secondary, path: Path, ran: set[str], grid: str, multi: bool) -> None:
+    if not isinstance(secondary, dict) or not set(secondary) <= set(SECONDARY_KEYS):
+        raise PlanError(f"{path}: secondary holds some of: {', '.join(SECONDARY_KEYS)}")
+    calibration = secondary.get("calibration")
+    if calibration is None:
+        return
+    if not isinstance(calibration, dict) or set(calibration) != set(CALIBRATION_KEYS):
+        raise PlanError(f"{path}: secondary.calibration needs exactly: {', '.join(CALIBRATION_KEYS)}")
+    against = _tag(calibration["against"], multi)
+    if against not in ran:
+        raise PlanError(f"{path}: secondary.calibration is against {against}, which {grid} does not run")
 
 
 def pooled_sd(wide: pd.DataFrame, pairs) -> tuple[float, int, dict[tuple[str, str], float]]:
@@ -289,3 +309,34 @@ def seed_count(plan: Plan, runs: pd.DataFrame) -> dict:
     detectable = stats.detectable_difference(sd, n, alpha, rule["power"])
     return {"sd": sd, "estimate": estimate, "dof": dof, "pairs": list(used), "alpha": alpha, "seeds": n,
             "capped": detectable > rule["target"], "detectable": detectable, "seed_list": list(rule["order"][:n])}
+
+
+# ---------------------------------------------------------------- secondary analyses
+def failure_rates(plan: Plan, runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Per loss the plan compares: its complete runs, those that failed (did not train, or collapsed after
+    training), the rate, and its exact (Clopper-Pearson) interval: a handful of failures in tens of runs is where
+    the normal approximation fails."""
+    done = study_runs(plan, runs)
+    done = done[done["status"] == "complete"]
+    rows = []
+    for tag in plan.tags():
+        mine = done[done["loss_tag"] == tag]
+        failed = int((~mine["trained"] | mine["collapsed"]).sum())
+        low, high = (scipy.stats.binomtest(failed, len(mine)).proportion_ci(level, method="exact")
+                     if len(mine) else (np.nan, np.nan))
+        rows.append({"loss_tag": tag, "runs": len(mine), "failed": failed,
+                     "rate": failed / len(mine) if len(mine) else np.nan, "ci low": low, "ci high": high})
+    return pd.DataFrame(rows)
+
+
+def calibration(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
+    """The plan's secondary calibration family: every other loss it compares against one (``against``) on the
+    named metric, by the plan's paired tests with Holm within this family; verdicts read 'higher ECE' / 'lower
+    ECE' for the first of the pair. Empty for a plan without it."""
+    spec = (plan.raw.get("secondary") or {}).get("calibration")
+    if not spec:
+        return pd.DataFrame()
+    against = _tag(spec["against"], plan.multi_task)
+    family = Family("calibration", "versus", [(t, against) for t in plan.tags() if t != against])
+    table = compare_families(study_runs(plan, runs), [family], spec["metric"], float(spec["margin"]), plan.alpha)
+    return table.assign(verdict=table["verdict"].replace({"better": "higher ECE", "worse": "lower ECE"}))

@@ -1,12 +1,14 @@
-"""A planned study in tables and sentences: per loss, its seeds and failed runs and its accuracy with a
-confidence interval; each verdict of the plan in words; the same losses in another study beside it. Chapters
-display these; the numbers come from lossnb.plan and lossnb.stats."""
+"""A planned study in tables: per loss, its seeds and failed runs and its accuracy with a confidence interval;
+each verdict of the plan; its runs so far and what its seeds detect; the same losses in another study beside it.
+Chapters display these and say in their own words what they mean; the numbers come from lossnb.plan and
+lossnb.stats."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from . import stats
+from .names import study_in_words
 from .plan import Plan, study_runs
 
 POINTS = 100  # accuracies are fractions in records and points (%) on the page
@@ -149,22 +151,23 @@ def complete_runs(plan: Plan, runs: pd.DataFrame) -> int:
     return int((study_runs(plan, runs)["status"] == "complete").sum())
 
 
-def progress(plan: Plan, runs: pd.DataFrame) -> str:
-    """The plan's runs so far in a sentence, and when the plan was fixed (a plan written after its runs says so:
-    its comparisons were chosen after seeing their results)."""
-    mine = study_runs(plan, runs)
-    complete = complete_runs(plan, runs)
-    text = (f"**{complete} of the plan's {plan.planned} runs are complete** ({int(mine['trained'].sum())} trained, "
-            f"{int((mine['status'] == 'diverged').sum())} diverged, "
-            f"{int(((mine['status'] == 'complete') & ~mine['trained']).sum())} did not train).")
-    if complete < plan.planned:
-        text += (" Every comparison below is read on the seeds both of its losses trained so far; one with fewer "
-                 "than 3 such seeds is not tested. The verdicts will change as runs arrive, each only as strong as "
-                 "its seed count.")
-    if not plan.before_the_runs:
-        text += (" Its plan was written after these runs: the comparisons it tests were "
-                 "chosen after seeing their results, which no correction here accounts for.")
-    return text
+def progress_table(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
+    """Per plan (its study in words): runs planned, complete, trained, failed to train, collapsed after training,
+    diverged, and when the plan was fixed. A chapter says in its own words what these counts mean for it."""
+    rows = {}
+    for plan in plans:
+        mine = study_runs(plan, runs)
+        done = mine[mine["status"] == "complete"]
+        rows[_heading(plan)] = {"planned": plan.planned, "complete": len(done), "trained": int(done["trained"].sum()),
+                                "did not train": int((~done["trained"]).sum()),
+                                "collapsed": int(done["collapsed"].sum()),
+                                "diverged": int((mine["status"] == "diverged").sum()),
+                                "plan fixed": "before the runs" if plan.before_the_runs else "after the runs"}
+    return pd.DataFrame(rows).T
+
+
+def _heading(plan: Plan) -> str:
+    return plan.title[:1].upper() + plan.title[1:]
 
 
 def _seeds(runs: pd.DataFrame) -> str:
@@ -236,50 +239,46 @@ def cost_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dic
     return pd.DataFrame(rows).T
 
 
-def _points(value: float) -> str:
-    return f"{value:g} point" + ("" if value == 1 else "s")
-
-
-def power_sentence(plan: Plan, runs: pd.DataFrame) -> str:
-    """What the plan's seeds can detect: at the spread its power rule assumed (the source study), and,
-    descriptively, at the spread of this study's own paired differences ("so far" until every planned run is
-    complete)."""
+def seeds_table(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
+    """Per plan (a column: its study in words), what its seeds detect with 80% power at the strictest test of its first
+    family: at the spread its power rule planned on (the source study's paired differences) and, as a
+    description rather than a test, at the spread of its own; the target where the seed budget could not reach
+    it, and the range of its own pairs' spreads with the widest pair named (a pooled spread is led by it)."""
     from .plan import PlanError, seed_count
 
-    if not plan.seeds:
+    rows = {}
+    for plan in plans:
+        row = {"seeds": "–", "α (strictest)": f"{plan.alpha / len(plan.families[0].pairs):.4f}",
+               "planned on SD": "no power rule (plan fixed after the runs)", "detects, planned": "–",
+               "target": "–", "own SD": "–", "own pairs' SDs": "–", "detects, own SD": "–"}
+        if plan.seeds:
+            try:
+                rule = seed_count(plan, runs)
+            except PlanError:
+                row["planned on SD"] = f"the records of {plan.seeds['source']['study']} are not here"
+            else:
+                where = plan.seeds["source"]
+                source = runs[(runs["study"] == where["study"]) & (runs["task"] == where["task"])].iloc[0]
+                row |= {"seeds": str(len(plan.seeds["order"][:rule["seeds"]])),
+                        "planned on SD": f"{POINTS * rule['sd']:.2f} ({study_in_words(source)}, "
+                                         f"{len(rule['pairs'])} pairs)",
+                        "detects, planned": f"{POINTS * rule['detectable']:.2f}",
+                        "target": f"{POINTS * plan.seeds['target']:g}" + (
+                            f" (not reached within {plan.seeds['most']} seeds)" if rule["capped"] else "")}
         now = sensitivity(plan, runs)
-        text = "This plan was declared after its runs; it has no power rule."
         if now:
-            text += (f" At the spread of its own paired differences, {_spread(now, plan)}, its {now['seeds']} seeds "
-                     f"detect {POINTS * now['detectable']:.2f} points with 80% power at its strictest test (a "
-                     "description of its sensitivity, not a test).")
-        return text
-    try:
-        rule = seed_count(plan, runs)
-    except PlanError:
-        return f"The records of `{plan.seeds['source']['study']}`, on which the plan's power rule rests, are not here."
-    n = len(plan.seeds["order"][:rule["seeds"]])
-    text = (f"The plan's power rule took the spread of paired differences of the same comparisons in "
-            f"`{plan.seeds['source']['study']}` (standard deviation {POINTS * rule['sd']:.2f} points over "
-            f"{len(rule['pairs'])} pairs) and asks for {n} seeds, at which the strictest test of the first "
-            f"family (α = {rule['alpha']:.4f}) detects a difference of {POINTS * rule['detectable']:.2f} points "
-            f"with {plan.seeds['power']:.0%} power"
-            + (f"; the target of {_points(POINTS * plan.seeds['target'])} needed more seeds than the study's "
-               f"budget of {plan.seeds['most']}." if rule["capped"] else "."))
-    now = sensitivity(plan, runs)
-    if now:
-        so_far = "" if complete_runs(plan, runs) >= plan.planned else " so far"
-        text += (f" At full length{so_far}, the same differences spread by {_spread(now, plan)}, at which "
-                 f"{now['seeds']} seeds detect {POINTS * now['detectable']:.2f} points (a description of this "
-                 "study's sensitivity, not a test).")
-    return text
-
-
-def _spread(now: dict, plan: Plan) -> str:
-    if now["pairs"] == 1:
-        return spread_range(now, plan.labels())
-    return (f"{POINTS * now['sd']:.2f} points (pooled over {now['pairs']} pairs; "
-            f"{spread_range(now, plan.labels())})")
+            a, b = now["widest"]
+            labels = plan.labels()
+            pairs = "1 pair" if now["pairs"] == 1 else f"{now['pairs']} pairs"
+            widest = f"{labels.get(a, a)} − {labels.get(b, b)}"
+            row |= {"own SD": f"{POINTS * now['sd']:.2f} ({pairs}, {now['seeds']} seeds)",
+                    "own pairs' SDs": f"one pair: {widest}" if now["pairs"] == 1 else
+                    f"{POINTS * now['narrowest_sd']:.2f} to {POINTS * now['widest_sd']:.2f}, widest {widest}",
+                    "detects, own SD": f"{POINTS * now['detectable']:.2f}"}
+            if row["seeds"] == "–":
+                row["seeds"] = str(now["seeds"])
+        rows[_heading(plan)] = row
+    return pd.DataFrame(rows)  # a column per study: the quantities are long, the studies few
 
 
 def sensitivity(plan: Plan, runs: pd.DataFrame, power: float = 0.8) -> dict | None:
@@ -302,13 +301,3 @@ def sensitivity(plan: Plan, runs: pd.DataFrame, power: float = 0.8) -> dict | No
     # a pooled spread is led by its largest terms: the pair that sets it is named beside it
     return {"sd": sd, "pairs": len(first), "seeds": seeds, "widest": sds.idxmax(), "widest_sd": float(sds.max()),
             "narrowest_sd": float(sds.min()), "detectable": stats.detectable_difference(sd, seeds, alpha, power)}
-
-
-def spread_range(now: dict, labels: dict[str, str]) -> str:
-    """The range of the paired differences' standard deviations behind a sensitivity, its widest pair named."""
-    a, b = now["widest"]
-    if now["pairs"] == 1:
-        return (f"the standard deviation of {labels.get(a, a)} − {labels.get(b, b)}, "
-                f"{POINTS * now['widest_sd']:.2f} points")
-    return (f"their standard deviations run from {POINTS * now['narrowest_sd']:.2f} to "
-            f"{POINTS * now['widest_sd']:.2f} points, the widest {labels.get(a, a)} − {labels.get(b, b)}")
