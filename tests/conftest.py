@@ -49,11 +49,12 @@ def interrupt_training(monkeypatch):
 
 
 def write_synthetic_record(root, loss, seed, best, epochs=2, final=None, protocol="t", arch="convnet",
-                           wall_seconds=60.0, pack_size=1, loss_params=None, head="linear", train_gap=None, **summary):
+                           wall_seconds=60.0, pack_size=1, loss_params=None, head="linear", train_gap=None, val_size=None,
+                           **summary):
     """A record in the on-disk format the trainer writes (config.json, metrics.csv, summary.json), with the
     numbers given: for tests of the analysis, which reads records only."""
     cfg = RunConfig(arch=arch, dataset="fashionmnist", loss=loss, seed=seed, epochs=epochs, protocol=protocol,
-                    loss_params=loss_params or {}, head=head)
+                    loss_params=loss_params or {}, head=head, val_size=val_size)
     run_dir = root / cfg.run_path()
     records.write_json(run_dir / "config.json", {"run": cfg.to_dict(), "follows_200_epoch_protocol": epochs == 200,
                                                  "packing": {"pack_size": pack_size},

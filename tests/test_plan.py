@@ -160,6 +160,9 @@ def test_a_pilot_source_pools_every_pair_and_plans_on_the_upper_limit_of_its_spr
                                      upper_confidence=0.8), runs)
     assert rule["estimate"] == pytest.approx(pooled) and rule["dof"] == dof and len(rule["pairs"]) == len(diffs)
     assert rule["sd"] == pytest.approx(pooled * np.sqrt(dof / scipy.stats.chi2.ppf(0.2, dof)))
+    from lossnb.study import seeds_table
+    planned_on = seeds_table([load_plan(plan.path.with_name("plan2.yaml"))], runs).iloc[:, 0]["planned on SD"]
+    assert planned_on.endswith(f"; the 80% upper confidence limit of {100 * pooled:.2f})")
 
 
 @pytest.mark.parametrize("change, message", [

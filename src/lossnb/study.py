@@ -151,6 +151,20 @@ def complete_runs(plan: Plan, runs: pd.DataFrame) -> int:
     return int((study_runs(plan, runs)["status"] == "complete").sum())
 
 
+def failure_rate_table(plan: Plan, runs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """lossnb.plan.failure_rates for display: per loss, its failed runs out of its complete ones and the rate
+    with its exact 95% interval, in %."""
+    from .plan import failure_rates
+
+    rows = {}
+    for r in failure_rates(plan, runs).to_dict("records"):
+        rows[labels.get(r["loss_tag"], r["loss_tag"])] = {
+            "failed": f"{r['failed']} of {r['runs']}",
+            "rate %, exact 95% CI": "–" if not r["runs"] else
+            f"{POINTS * r['rate']:.0f} [{POINTS * r['ci low']:.0f},{NBSP}{POINTS * r['ci high']:.0f}]"}
+    return pd.DataFrame(rows).T
+
+
 def progress_table(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
     """Per plan (its study in words): runs planned, complete, trained, failed to train, collapsed after training,
     diverged, and when the plan was fixed. A chapter says in its own words what these counts mean for it."""
@@ -261,7 +275,9 @@ def seeds_table(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
                 source = runs[(runs["study"] == where["study"]) & (runs["task"] == where["task"])].iloc[0]
                 row |= {"seeds": str(len(plan.seeds["order"][:rule["seeds"]])),
                         "planned on SD": f"{POINTS * rule['sd']:.2f} ({study_in_words(source)}, "
-                                         f"{len(rule['pairs'])} pairs)",
+                                         f"{len(rule['pairs'])} pairs" + (
+                            f"; the {plan.seeds['upper_confidence']:.0%} upper confidence limit of "
+                            f"{POINTS * rule['estimate']:.2f})" if plan.seeds.get("upper_confidence") else ")"),
                         "detects, planned": f"{POINTS * rule['detectable']:.2f}",
                         "target": f"{POINTS * plan.seeds['target']:g}" + (
                             f" (not reached within {plan.seeds['most']} seeds)" if rule["capped"] else "")}
