@@ -235,6 +235,11 @@ def test_the_failure_rate_of_each_loss_has_the_exact_binomial_interval(study, tm
         low, high = proportion_confint(rates.loc[tag, "failed"], 6, alpha=0.05, method="beta")
         assert (rates.loc[tag, "ci low"], rates.loc[tag, "ci high"]) == pytest.approx((low, high))
     assert rates.loc["ce", "rate"] == 0 and rates.loc["mae", "rate"] == pytest.approx(1 / 6)
+    from lossnb.study import failure_rate_table
+
+    low, high = proportion_confint(1, 6, alpha=0.05, method="beta")
+    row = failure_rate_table(plan, runs, {"mae": "MAE"}).loc["MAE"]
+    assert (row["failed"], row["rate %, exact 95% CI"]) == ("1 of 6", f"17 [{100 * low:.0f},\u00a0{100 * high:.0f}]")
 
 
 def test_the_calibration_family_compares_every_loss_with_its_reference_on_final_ece(tmp_path):
