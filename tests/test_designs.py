@@ -35,7 +35,8 @@ def test_the_top_bin_share_keeps_each_head_apart_and_leaves_cosine_heads_out(tmp
                                final_reliability=reliability(0))
     runs, _ = load_runs(tmp_path)
     shares = designs.top_bin_shares(runs, ["ce"])
-    assert list(shares["task"]) == ["convnet-fashionmnist"]  # the cosine head's softmax is of raw cosines
+    # the cosine head's softmax is of raw cosines: only the linear head's row
+    assert list(shares.index) == [("The report's ConvNet on FashionMNIST, 2 epochs", "cross-entropy")]
     assert shares.iloc[0]["% of predictions with confidence ≥ 0.500"] == "60.0"
 
 
@@ -91,3 +92,41 @@ def test_the_eps_sweep_names_its_references_by_their_setting_and_the_design_by_i
                                       "selfshaped_ls-eps0.2": 0.2, "selfshaped_ls-eps0.3": 0.3}
     assert set(sweep["tag"]) == {"ce", "label_smoothing-conventionuniform-eps0.05", "selfshaped_ls-eps0.2"}
     assert set(sweep["study"]) == {"a-e2"}
+
+
+def test_two_studies_that_read_alike_are_told_apart_by_their_device(tmp_path):
+    import json
+
+    for protocol in ("a", "b"):
+        for seed in SEEDS:
+            run_dir = write_synthetic_record(tmp_path, "ce", seed, 0.9, protocol=protocol,
+                                             final_reliability=reliability(60))
+            if protocol == "b":  # trained on a GPU
+                config = json.loads((run_dir / "config.json").read_text())
+                config["environment"]["device_name"] = "NVIDIA H100 80GB HBM3"
+                (run_dir / "config.json").write_text(json.dumps(config))
+    runs, _ = load_runs(tmp_path)
+    studies = list(designs.top_bin_shares(runs, ["ce"]).index.get_level_values("study"))
+    words = "The report's ConvNet on FashionMNIST, 2 epochs"
+    assert studies == [f"{words}, on a CPU", f"{words}, on a GPU"]
+
+
+def test_each_grid_names_the_setting_it_runs_and_why_in_words(tmp_path):
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    (grids / "g.yaml").write_text(yaml.safe_dump({
+        "protocol": "a", "budget": {"epochs": 2}, "tasks": [{"arch": "convnet", "dataset": "fashionmnist"}],
+        "losses": ["ce", {"name": "capped_ce", "params": {"p_cap": 0.97, "sharpness": 10}},
+                   {"name": "capped_ce", "params": {"p_cap": 0.97, "sharpness": 1000}}], "seeds": [0]}))
+    (grids / "t.yaml").write_text(yaml.safe_dump({  # a validation split: not a test grid
+        "protocol": "a-tuning", "budget": {"epochs": 2}, "tasks": [{"arch": "convnet", "dataset": "fashionmnist"}],
+        "losses": [{"name": "capped_ce", "params": {"p_cap": 0.9}}], "seeds": [0]}))
+    write_synthetic_record(tmp_path / "runs", "ce", 0, 0.9, protocol="a")
+    runs, _ = load_runs(tmp_path / "runs")
+    table = designs.settings_in_grids(grids, runs, "capped_ce",
+                                      {"capped_ce-p_cap0.97-sharpness10": "the ConvNet split's choice"})
+    assert table.to_dict("records") == [
+        {"setting": "capped CE p_cap=0.97, sharpness=10", "why": "the ConvNet split's choice"},
+        {"setting": "capped CE p_cap=0.97, sharpness=1000", "why": "an ablation"}]
+    assert set(table.index) == {"The report's ConvNet on FashionMNIST, 2 epochs"}
+    assert "(not run yet)" in designs.settings_in_grids(grids, runs.iloc[0:0], "capped_ce", {}).index[0]

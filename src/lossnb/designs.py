@@ -30,27 +30,16 @@ def validation_choice(runs: pd.DataFrame, study: str, loss: str) -> tuple[str | 
     return chosen, runs_table(sel, by_accuracy(sel), labels_of(sel), split="val")
 
 
-def choice_report(runs: pd.DataFrame, loss: str, tuning_study: str, check_study: str,
-                  grids_dir: str | Path) -> tuple[str | None, str | None, list]:
-    """(the tuning study's choice, the check study's choice, what to display): each study's table of the
-    settings, each choice in words, and the settings every test grid runs with the reason."""
-    from IPython.display import Markdown  # the report is for a chapter; the choice itself needs no IPython
-
+def choice_tables(runs: pd.DataFrame, loss: str, tuning_study: str, check_study: str,
+                  grids_dir: str | Path) -> dict:
+    """The design's settings chosen on validation splits: ``chosen`` on the tuning study and ``check`` on the
+    check study (None where it ran no setting), each study's table of settings (best first), and ``grids``:
+    the setting every test grid runs and why. The chapter says in words what the choice is."""
     chosen, table = validation_choice(runs, tuning_study, loss)
-    if chosen is None:
-        return None, None, [Markdown(f"No `{tuning_study}` records of {plain_name(loss)} yet.")]
     check, check_table = validation_choice(runs, check_study, loss)
-    shown = [Markdown(f"**{tuning_study}** (the ConvNet protocol's validation split)"), table,
-             Markdown(f"Chosen (highest mean best-epoch validation accuracy): **{label_of(runs, chosen)}**.")]
-    if check is None:
-        shown.append(Markdown(f"`{check_study}`, the ResNet protocol's own split, ran no setting of it."))
-    else:
-        shown += [Markdown(f"**{check_study}** (the ResNet protocol's own split)"), check_table,
-                  Markdown(f"It chooses **{label_of(runs, check)}**" + (", the same." if check == chosen else
-                           ": the GPU 200-epoch grids run that choice, the CPU studies the ConvNet split's."))]
-    reasons = {check: "the ResNet split's choice"} if check else {}
-    lines = settings_in_grids(grids_dir, loss, reasons | {chosen: "the ConvNet split's choice"})
-    return chosen, check, shown + [Markdown("\n".join(f"- {line}" for line in lines))]
+    reasons = {check: "the ResNet-20 split's choice"} if check else {}
+    return {"chosen": chosen, "check": check, "tuning": table, "check_table": check_table if check else None,
+            "grids": settings_in_grids(grids_dir, runs, loss, reasons | {chosen: "the ConvNet split's choice"})}
 
 
 def label_of(runs: pd.DataFrame, tag: str | None) -> str:
@@ -58,20 +47,26 @@ def label_of(runs: pd.DataFrame, tag: str | None) -> str:
     return "–" if tag is None else labels_of(runs[runs["loss_tag"] == tag]).get(tag, tag)
 
 
-def settings_in_grids(grids_dir: str | Path, loss: str, reasons: dict[str, str]) -> list[str]:
-    """Per test grid that runs ``loss``: the settings it runs and why (``reasons``: {tag: why}; a setting
-    with no reason is an ablation)."""
-    lines = []
+def settings_in_grids(grids_dir: str | Path, runs: pd.DataFrame, loss: str, reasons: dict[str, str]) -> pd.DataFrame:
+    """Per test grid that runs ``loss`` (its studies in words, and whether any of its runs has a record yet): the
+    settings it runs and why (``reasons``: {tag: why}; a setting with no reason is an ablation)."""
+    from .grid import load_grid
+
+    rows = []
     for path in sorted(Path(grids_dir).glob("*.yaml")):
-        spec = yaml.safe_load(path.read_text())
-        if spec["protocol"].endswith("tuning"):
+        grid = load_grid(path)
+        if grid.protocol.endswith("tuning") or not any(cfg.loss == loss for cfg in grid.runs):
             continue
-        for entry in spec["losses"]:
-            if isinstance(entry, dict) and entry["name"] == loss:
-                tag = loss_tag_of(loss, entry.get("params", {}))
-                words = plain_name(loss, entry.get("params", {}))
-                lines.append(f"`grids/{path.name}` runs {words}: {reasons.get(tag, 'an ablation')}.")
-    return lines
+        studies = dict.fromkeys(study_in_words({"arch": c.arch, "head": c.head, "dataset": c.dataset,
+                                                "epochs": c.epochs, "eval_split": "test"}, capital=True)
+                                for c in grid.runs)
+        recorded = runs["study"].isin({str(c.run_path().parts[0]) for c in grid.runs}).any()
+        study = "; ".join(studies) + ("" if recorded else " (not run yet)")
+        for tag, params in dict.fromkeys((c.loss_tag(), tuple(sorted(c.loss_params.items())))
+                                         for c in grid.runs if c.loss == loss):
+            rows.append({"study": study, "setting": plain_name(loss, dict(params)),
+                         "why": reasons.get(tag, "an ablation")})
+    return pd.DataFrame(rows).set_index("study") if rows else pd.DataFrame()
 
 
 def evidence(plans: list[Plan], runs: pd.DataFrame, loss: str) -> pd.DataFrame:
@@ -141,9 +136,9 @@ def ece_of_parts(runs: pd.DataFrame, study: str, task: str, parts: list[str], ma
 
 
 def top_bin_shares(runs: pd.DataFrame, tags: list[str]) -> pd.DataFrame:
-    """Per study, task (one model each: a linear and a cosine head are not pooled) and loss among ``tags``:
-    the share of final-epoch test predictions in the top confidence bin, pooled over trained seeds, and the
-    accuracy in that bin, in %."""
+    """Per study (in words, with its device where two studies read alike), task (one model each: a linear and a
+    cosine head are not pooled) and loss among ``tags``: the share of final-epoch test predictions in the top
+    confidence bin, pooled over trained seeds, and the accuracy in that bin, in %."""
     rows = []
     trained = with_trained(runs)
     # a cosine head's recorded softmax is of raw cosines, not of the logits its loss trained: no confidence
@@ -154,13 +149,18 @@ def top_bin_shares(runs: pd.DataFrame, tags: list[str]) -> pd.DataFrame:
         if bins.empty:
             continue
         top = bins.iloc[-1]
-        rows.append({"study": study, "task": task, "loss": labels[tag], "seeds": len(sel),
+        device = "GPU" if sel["device_name"].str.contains("NVIDIA|GPU", na=False).any() else "CPU"
+        rows.append({"id": (study, task), "study": study_in_words(sel.iloc[0], capital=True), "device": device,
+                     "loss": labels[tag], "seeds": len(sel),
                      f"% of predictions with confidence ≥ {top['bin_lo']:.3f}":
                          f"{POINTS * top['count'] / bins['count'].sum():.1f}",
                      "accuracy in that bin %": f"{POINTS * top['accuracy']:.1f}"})
-    return pd.DataFrame(rows)
-
-
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows)
+    alike = table.groupby("study")["id"].transform("nunique") > 1
+    table["study"] = table["study"].where(~alike, table["study"] + ", on a " + table["device"])
+    return table.drop(columns=["id", "device"]).set_index(["study", "loss"])
 def eps_sweep(runs: pd.DataFrame, loss: str, ls_tag: str, chosen: str) -> pd.DataFrame:
     """The trained test-set runs of every ε of ``loss``, with cross-entropy (ε = 0) and label smoothing
     (``ls_tag``) of the same studies and tasks for reference; columns eps, 'loss name' and 'tag' (the colour's:
@@ -183,10 +183,10 @@ def capped_weight(p_t: float, p_cap: float, sharpness: float) -> float:
     return 1 / (1 + (p_t / p_cap) ** sharpness)
 
 
-def speed_table(speed_file: str | Path, losses: list[str], designs: list[str]) -> tuple[str, pd.DataFrame, list[str]] | None:
-    """From benchmarks/loss_speed.py's results: a line naming the machine, each loss's time ratio to
-    F.cross_entropy per logits shape with its aten op count, and the designs over the target ratio; None
-    without the file."""
+def speed_table(speed_file: str | Path, losses: list[str], designs: list[str]) -> dict | None:
+    """From benchmarks/loss_speed.py's results: ``table``, each loss's time ratio to F.cross_entropy per logits
+    shape with its aten op count; ``over``, {design: the shapes where it exceeds the target ratio}; ``target``
+    and ``machine``. None without the file."""
     path = Path(speed_file)
     if not path.exists():
         return None
@@ -195,12 +195,9 @@ def speed_table(speed_file: str | Path, losses: list[str], designs: list[str]) -
     cost["shape"] = cost["shape"].map(lambda s: f"{s[0]}x{s[1]}")
     shapes = list(dict.fromkeys(cost["shape"]))  # the benchmark's order: batch 128 first
     table = cost.pivot(index="loss", columns="shape", values="ratio_to_ce").loc[losses, shapes].round(2)
+    target = speed["target_ratio"]
+    over = {loss: [shape for shape in shapes if table.loc[loss, shape] > target] for loss in designs}
     table["tensor operations"] = cost.groupby("loss")["aten_ops"].first()
-    machine = speed["machine"]
-    header = (f"Forward+backward time / `F.cross_entropy`'s, on {machine['device']} "
-              f"({machine.get('cpu_threads', '?')} threads, torch {machine['torch']}); target "
-              f"{speed['target_ratio']:g}x:")
-    over = [f"{plain_name(loss)} at {shape}" for loss, row in table.iterrows() for shape, v in row.items()
-            if shape != "tensor operations" and loss in designs and v > speed["target_ratio"]]
     table.index = [plain_name(loss) for loss in table.index]
-    return header, table, over
+    return {"table": table, "over": over, "target": target, "machine": speed["machine"],
+            "ratios": cost.pivot(index="loss", columns="shape", values="ratio_to_ce")}
