@@ -1,6 +1,6 @@
 """lossnb's second design: self-shaped label smoothing.
 
-From the results and the gradient analysis: label smoothing led the report-convnet study, and on the
+From the results and the gradient analysis: label smoothing led the 20-epoch study of the report's ConvNet, and on the
 gradient slice what distinguishes it is a bounded target (p_t -> 1 - eps) *and* a uniform target for the
 wrong classes, which flattens which wrong classes the model finds alike. This loss keeps the first and
 drops the second: the eps of non-target mass is spread over the wrong classes in proportion to the model's
@@ -19,7 +19,7 @@ from .registry import Param, register
 @register(
     "selfshaped_ls",
     paper="lossnb (this project): self-shaped label smoothing, designed from the gradient analysis and the "
-          "report-convnet results",
+          "20-epoch results on the report's ConvNet",
     formula=r"-(1-\varepsilon)\log p_t - \varepsilon \sum_{k\neq t} r_k \log p_k,\quad "
             r"r_k = \operatorname{sg}\!\big[p_k / (1-p_t)\big]",
     summary="Label smoothing whose eps of wrong-class mass follows the model's own (stop-gradient) wrong-class "
