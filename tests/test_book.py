@@ -77,7 +77,8 @@ FIGURE_TEXT = r"""async () => {
 }"""
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
-BOOK_FILES = ["_config.yml", "_toc.yml", "book", "notebooks", "grids", "runs", "package.json", "package-lock.json"]
+BOOK_FILES = ["_config.yml", "_toc.yml", "book", "notebooks", "grids", "runs", "benchmarks", "package.json",
+              "package-lock.json"]  # the design chapter reads benchmarks/results
 
 pytestmark = pytest.mark.skipif(not HAVE_FMNIST,
                                 reason="Debian package dataset-fashion-mnist not installed (the example run needs it)")
