@@ -8,14 +8,12 @@ from itertools import combinations
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from .analysis import choose_on_validation
-from .names import labels_of, plain_name, study_in_words
-from .plan import Family, Plan, compare, compare_families
+from .names import grid_in_words, labels_of, plain_name, study_in_words
+from .plan import ECE_VERDICTS, Family, Plan, compare, compare_families
 from .results import pooled_reliability, with_trained
 from .study import by_accuracy, runs_table, verdict_tables
-from .trainer.config import loss_tag_of
 
 POINTS = 100
 
@@ -57,11 +55,8 @@ def settings_in_grids(grids_dir: str | Path, runs: pd.DataFrame, loss: str, reas
         grid = load_grid(path)
         if grid.protocol.endswith("tuning") or not any(cfg.loss == loss for cfg in grid.runs):
             continue
-        studies = dict.fromkeys(study_in_words({"arch": c.arch, "head": c.head, "dataset": c.dataset,
-                                                "epochs": c.epochs, "eval_split": "test"}, capital=True)
-                                for c in grid.runs)
         recorded = runs["study"].isin({str(c.run_path().parts[0]) for c in grid.runs}).any()
-        study = "; ".join(studies) + ("" if recorded else " (not run yet)")
+        study = grid_in_words(grid) + ("" if recorded else " (not run yet)")
         for tag, params in dict.fromkeys((c.loss_tag(), tuple(sorted(c.loss_params.items())))
                                          for c in grid.runs if c.loss == loss):
             rows.append({"study": study, "setting": plain_name(loss, dict(params)),
@@ -132,7 +127,7 @@ def ece_of_parts(runs: pd.DataFrame, study: str, task: str, parts: list[str], ma
         return pd.DataFrame()
     table = compare_families(sel, [Family("final ECE", "versus", list(combinations(present, 2)))],
                              "final_test_ece", margin, alpha)
-    return table.assign(verdict=table["verdict"].replace({"better": "higher ECE", "worse": "lower ECE"}))
+    return table.assign(verdict=table["verdict"].replace(ECE_VERDICTS))
 
 
 def top_bin_shares(runs: pd.DataFrame, tags: list[str]) -> pd.DataFrame:
@@ -161,6 +156,8 @@ def top_bin_shares(runs: pd.DataFrame, tags: list[str]) -> pd.DataFrame:
     alike = table.groupby("study")["id"].transform("nunique") > 1
     table["study"] = table["study"].where(~alike, table["study"] + ", on a " + table["device"])
     return table.drop(columns=["id", "device"]).set_index(["study", "loss"])
+
+
 def eps_sweep(runs: pd.DataFrame, loss: str, ls_tag: str, chosen: str) -> pd.DataFrame:
     """The trained test-set runs of every ε of ``loss``, with cross-entropy (ε = 0) and label smoothing
     (``ls_tag``) of the same studies and tasks for reference; columns eps, 'loss name' and 'tag' (the colour's:
@@ -194,10 +191,10 @@ def speed_table(speed_file: str | Path, losses: list[str], designs: list[str]) -
     cost = pd.DataFrame([r for r in speed["results"] if r["loss"] in losses])
     cost["shape"] = cost["shape"].map(lambda s: f"{s[0]}x{s[1]}")
     shapes = list(dict.fromkeys(cost["shape"]))  # the benchmark's order: batch 128 first
-    table = cost.pivot(index="loss", columns="shape", values="ratio_to_ce").loc[losses, shapes].round(2)
+    ratios = cost.pivot(index="loss", columns="shape", values="ratio_to_ce")
+    table = ratios.loc[losses, shapes].round(2)
     target = speed["target_ratio"]
     over = {loss: [shape for shape in shapes if table.loc[loss, shape] > target] for loss in designs}
     table["tensor operations"] = cost.groupby("loss")["aten_ops"].first()
     table.index = [plain_name(loss) for loss in table.index]
-    return {"table": table, "over": over, "target": target, "machine": speed["machine"],
-            "ratios": cost.pivot(index="loss", columns="shape", values="ratio_to_ce")}
+    return {"table": table, "over": over, "target": target, "machine": speed["machine"], "ratios": ratios}

@@ -42,6 +42,7 @@ def run_outcomes(plan: Plan, runs: pd.DataFrame) -> dict:
     done = mine[mine["status"] == "complete"]
     failed = done[~done["trained"] | done["collapsed"]]
     return {"complete": len(done), "trained": int(done["trained"].sum()),
+            "diverged": int((mine["status"] == "diverged").sum()),
             "did_not_train": int((~done["trained"]).sum()), "collapsed": int(done["collapsed"].sum()),
             "failed_losses": list(dict.fromkeys(failed["loss_tag"])),
             "did_not_train_by_loss": (~done["trained"]).groupby(done["loss_tag"]).sum().astype(int).to_dict(),

@@ -52,3 +52,10 @@ def study_in_words(run, capital: bool = False) -> str:
     text = f"{arch} on {DATASETS.get(run['dataset'], run['dataset'])}, {run['epochs']} epochs"
     text += ", validation split" if run["eval_split"] == "val" else ""
     return text[:1].upper() + text[1:] if capital else text
+
+
+def grid_in_words(grid) -> str:
+    """The studies a grid (lossnb.grid.load_grid) trains, in words, capitalised, joined by "; "."""
+    return "; ".join(dict.fromkeys(study_in_words({"arch": c.arch, "head": c.head, "dataset": c.dataset,
+                                                   "epochs": c.epochs, "eval_split": "val" if c.val_size else "test"},
+                                                  capital=True) for c in grid.runs))

@@ -33,6 +33,7 @@ VERDICTS = ("better", "worse", "equivalent", "undecided", "not tested")
 # analyses named secondary before the runs: the rate of runs that fail per loss, and calibration against one loss
 SECONDARY_KEYS = ("failures", "calibration")
 CALIBRATION_KEYS = ("metric", "against", "margin", "text")
+ECE_VERDICTS = {"better": "higher ECE", "worse": "lower ECE"}  # for the first of the pair, on a calibration error
 
 
 class PlanError(ValueError):
@@ -78,6 +79,11 @@ class Plan:
     @property
     def title(self) -> str:
         return self.raw.get("title", self.study)
+
+    @property
+    def heading(self) -> str:
+        """The title opening a heading or a figure's title."""
+        return self.title[:1].upper() + self.title[1:]
 
     @property
     def before_the_runs(self) -> bool:
@@ -339,4 +345,4 @@ def calibration(plan: Plan, runs: pd.DataFrame) -> pd.DataFrame:
     against = _tag(spec["against"], plan.multi_task)
     family = Family("calibration", "versus", [(t, against) for t in plan.tags() if t != against])
     table = compare_families(study_runs(plan, runs), [family], spec["metric"], float(spec["margin"]), plan.alpha)
-    return table.assign(verdict=table["verdict"].replace({"better": "higher ECE", "worse": "lower ECE"}))
+    return table.assign(verdict=table["verdict"].replace(ECE_VERDICTS))

@@ -187,7 +187,7 @@ def grid_status(grids_dir: str | Path, runs_dir: str | Path) -> pd.DataFrame:
     """Per grid file (the index, for rerunning): what it trains in words, runs named, runs with a whole record
     (complete or diverged), broken and not started, and its state in a word: complete, partial or not started."""
     from .grid import load_grid
-    from .names import study_in_words
+    from .names import grid_in_words
 
     rows = []
     for path in sorted(Path(grids_dir).glob("*.yaml")):
@@ -202,9 +202,6 @@ def grid_status(grids_dir: str | Path, runs_dir: str | Path) -> pd.DataFrame:
             states.append("broken" if problem else (records.read_summary(record) or {}).get("status"))
         count = {s: states.count(s) for s in ("complete", "diverged", "broken", "not started")}
         done = count["complete"] + count["diverged"]
-        studies = dict.fromkeys(study_in_words({"arch": c.arch, "head": c.head, "dataset": c.dataset, "epochs": c.epochs,
-                                                "eval_split": "val" if c.val_size else "test"}, capital=True)
-                                for c in grid.runs)
-        rows.append({"grid": path.name, "trains": "; ".join(studies), "runs": len(states), **count,
+        rows.append({"grid": path.name, "trains": grid_in_words(grid), "runs": len(states), **count,
                      "state": "complete" if done == len(states) else ("not started" if done == 0 else "partial")})
     return pd.DataFrame(rows).set_index("grid")

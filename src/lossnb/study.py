@@ -168,20 +168,15 @@ def failure_rate_table(plan: Plan, runs: pd.DataFrame, labels: dict[str, str]) -
 def progress_table(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
     """Per plan (its study in words): runs planned, complete, trained, failed to train, collapsed after training,
     diverged, and when the plan was fixed. A chapter says in its own words what these counts mean for it."""
+    from .findings import run_outcomes
+
     rows = {}
     for plan in plans:
-        mine = study_runs(plan, runs)
-        done = mine[mine["status"] == "complete"]
-        rows[_heading(plan)] = {"planned": plan.planned, "complete": len(done), "trained": int(done["trained"].sum()),
-                                "did not train": int((~done["trained"]).sum()),
-                                "collapsed": int(done["collapsed"].sum()),
-                                "diverged": int((mine["status"] == "diverged").sum()),
-                                "plan fixed": "before the runs" if plan.before_the_runs else "after the runs"}
+        counts = run_outcomes(plan, runs)
+        rows[plan.heading] = {"planned": plan.planned, **{key.replace("_", " "): counts[key] for key in (
+            "complete", "trained", "did_not_train", "collapsed", "diverged")},
+            "plan fixed": "before the runs" if plan.before_the_runs else "after the runs"}
     return pd.DataFrame(rows).T
-
-
-def _heading(plan: Plan) -> str:
-    return plan.title[:1].upper() + plan.title[1:]
 
 
 def _seeds(runs: pd.DataFrame) -> str:
@@ -293,7 +288,7 @@ def seeds_table(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
                     "detects, own SD": f"{POINTS * now['detectable']:.2f}"}
             if row["seeds"] == "–":
                 row["seeds"] = str(now["seeds"])
-        rows[_heading(plan)] = row
+        rows[plan.heading] = row
     return pd.DataFrame(rows)  # a column per study: the quantities are long, the studies few
 
 
