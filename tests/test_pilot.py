@@ -119,3 +119,56 @@ def test_the_page_table_gives_points_hours_and_each_criterion_in_words(pilot, tm
     assert reference["mean gap"] == "-1.00" and reference["regime"] == "–"  # not judged
     wide = shown.loc["BatchNorm ConvNet ×2 wide"]
     assert wide["runs"] == 0 and wide["stable"] == wide["mean gap"] == "–"  # nothing judged before its runs
+
+
+def amend(tmp_path, rates):
+    """The pilot amended to read its cost from an idle-machine measurement of each candidate's rate."""
+    spec = yaml.safe_load((tmp_path / "pilot.yaml").read_text())
+    spec["amendments"] = [{"cost_measure": "cost.json"}]
+    (tmp_path / "pilot.yaml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "cost.json").write_text(json.dumps({"candidates": [{"arch": a, "images_per_second": r}
+                                                                   for a, r in rates.items()]}))
+    return load_pilot(tmp_path / "pilot.yaml")
+
+
+def test_an_amended_cost_measure_decides_and_the_wall_time_measure_stays_beside_it(pilot, tmp_path):
+    everything(tmp_path, "convnet_bn", fit=0.905)  # below the gap threshold
+    everything(tmp_path, "convnet_bn_w2", fit=0.93, wall=3600.0 * 8)  # in the regime, 84 h by its wall time
+    amended = amend(tmp_path, {"convnet_bn": 40_000.0, "convnet_bn_w2": 16_000.0})
+    runs, _ = load_runs(tmp_path / "runs")
+    table = candidate_table(amended, runs)
+    # by hand: 70 runs x 2 epochs (the grid's) x 60,000 images at 16,000 images/s
+    assert table.loc["convnet_bn_w2", "grid hours"] == pytest.approx(70 * 2 * 60000 / 16000 / 3600)
+    assert table.loc["convnet_bn_w2", "wall-time hours"] == pytest.approx(84.0)
+    assert choice(amended, table)[0] == "convnet_bn_w2"
+    as_written = candidate_table(amended, runs, as_written=True)
+    assert as_written.loc["convnet_bn_w2", "grid hours"] == pytest.approx(84.0)
+    assert choice(amended, as_written)[0] == "convnet_bn"
+    shown = page_table(table).loc["BatchNorm ConvNet ×2 wide"]
+    assert (shown["grid hours"], shown["wall-time hours"]) == ("0", "84")
+
+
+def test_until_the_amended_measure_has_run_the_wall_time_measure_stands(pilot, tmp_path):
+    everything(tmp_path, "convnet_bn")
+    amended = amend(tmp_path, {})
+    (tmp_path / "cost.json").unlink()
+    runs, _ = load_runs(tmp_path / "runs")
+    assert candidate_table(amended, runs).loc["convnet_bn", "grid hours"] == pytest.approx(70 * 3600 / 8 * 1.2 / 3600)
+    assert "wall-time hours" not in page_table(candidate_table(amended, runs)).columns
+
+
+def test_the_epoch_time_spread_is_the_slowest_epoch_over_the_median_one(pilot, tmp_path):
+    from lossnb.pilot import epoch_time_spread
+
+    everything(tmp_path, "convnet_bn")
+    metrics = sorted((tmp_path / "runs").rglob("convnet_bn-*/ce/seed1/metrics.csv"))[0]
+    rows = metrics.read_text().splitlines()
+    header = rows[0].split(",")
+    col = header.index("epoch_seconds")
+    cells = [r.split(",") for r in rows[1:]]
+    for i, cell in enumerate(cells):
+        cell[col] = str(10.0 * (1 + i))  # 10, 20 (two epochs): median 15, slowest 20
+    metrics.write_text("\n".join([rows[0]] + [",".join(c) for c in cells]) + "\n")
+    runs, curves = load_runs(tmp_path / "runs")
+    spread = epoch_time_spread(pilot, runs, curves)
+    assert spread.loc["convnet_bn"] == pytest.approx(20 / 15)

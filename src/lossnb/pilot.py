@@ -5,6 +5,7 @@ images held out of the training set."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from itertools import combinations
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class Pilot:
     hours: float
     planned_runs: int
     raw: dict
+    cost_file: Path | None = None  # an amendment's idle-machine measurement of each candidate (benchmarks/pilot_cost.py)
 
 
 def load_pilot(path: str | Path) -> Pilot:
@@ -37,9 +39,21 @@ def load_pilot(path: str | Path) -> Pilot:
     raw = yaml.safe_load(path.read_text())
     grid = load_grid(path.parent / raw["grid"])
     criteria = raw["criteria"]
+    measured = [a["cost_measure"] for a in raw.get("amendments") or [] if "cost_measure" in a]
     return Pilot(path, str(grid.runs[0].run_path().parts[0]), list(raw["candidates"]), raw.get("reference"),
                  float(criteria["regime"]["least_mean_gap"]), float(criteria["cost"]["hours"]),
-                 int(criteria["cost"]["runs"]), raw)
+                 int(criteria["cost"]["runs"]), raw, path.parent / measured[-1] if measured else None)
+
+
+def measured_hours(pilot: Pilot) -> dict[str, float]:
+    """{network: hours of the planned grid} from the amendment's idle-machine measurement: the planned runs'
+    training images over the rate lossnb trained at in the arrangement the grid takes (evaluation included)."""
+    if pilot.cost_file is None or not pilot.cost_file.exists():  # until it has run, the wall-time measure stands
+        return {}
+    measured = json.loads(pilot.cost_file.read_text())["candidates"]
+    epochs = load_grid(pilot.path.parent / pilot.raw["grid"]).runs[0].epochs
+    return {row["arch"]: pilot.planned_runs * epochs * FULL_TRAINING_SET / row["images_per_second"] / 3600
+            for row in measured}
 
 
 def pilot_runs(pilot: Pilot, runs: pd.DataFrame) -> pd.DataFrame:
@@ -54,15 +68,18 @@ def pilot_runs(pilot: Pilot, runs: pd.DataFrame) -> pd.DataFrame:
                        full_length_hours=seconds * FULL_TRAINING_SET / train_size / 3600)
 
 
-def candidate_table(pilot: Pilot, runs: pd.DataFrame) -> pd.DataFrame:
+def candidate_table(pilot: Pilot, runs: pd.DataFrame, as_written: bool = False) -> pd.DataFrame:
     """Per network (candidates cheapest first, then the reference): runs, failures, accuracies, the fit gap, the
-    planned grid's hours, and whether each criterion is met (reference: not judged)."""
+    planned grid's hours (by the amended measure where the pilot has one, unless ``as_written``; the pilot's wall
+    times beside it), and whether each criterion is met (reference: not judged)."""
     done = pilot_runs(pilot, runs)
+    amended = {} if as_written else measured_hours(pilot)
     rows = []
     for arch in pilot.candidates + ([pilot.reference] if pilot.reference else []):
         mine = done[done["arch"] == arch]
         trained = mine[mine["trained"]]
-        hours = pilot.planned_runs * mine["full_length_hours"].mean() if len(mine) else np.nan
+        wall = pilot.planned_runs * mine["full_length_hours"].mean() if len(mine) else np.nan
+        hours = amended.get(arch, np.nan) if amended else wall
         stable = bool(len(mine)) and bool(mine["trained"].all() and not mine["collapsed"].any())
         regime = (len(trained) > 0 and trained["gap"].mean() >= pilot.least_mean_gap
                   and bool((trained["gap"] > 0).all()))
@@ -70,7 +87,8 @@ def candidate_table(pilot: Pilot, runs: pd.DataFrame) -> pd.DataFrame:
                      "did not train": int((~mine["trained"]).sum()), "collapsed": int(mine["collapsed"].sum()),
                      "best val acc": trained["best_test_acc"].mean(), "final val acc": trained["final_test_acc"].mean(),
                      "train acc (un-augmented)": trained["train_eval_acc"].mean(), "mean gap": trained["gap"].mean(),
-                     "least gap": trained["gap"].min(), "grid hours": hours, "stable": stable, "regime": bool(regime),
+                     "least gap": trained["gap"].min(), "grid hours": hours, "wall-time hours": wall,
+                     "stable": stable, "regime": bool(regime),
                      "affordable": bool(hours <= pilot.hours)})
     return pd.DataFrame(rows).set_index("arch")
 
@@ -108,8 +126,9 @@ SHORT_NAMES = {"convnet_bn": "BatchNorm ConvNet", "convnet_bn_w2": "BatchNorm Co
 
 
 def page_table(table: pd.DataFrame) -> pd.DataFrame:
-    """candidate_table as the chapter shows it: networks in words, accuracies and gaps in points, hours rounded,
-    each criterion met or not (the reference is not judged)."""
+    """candidate_table as the chapter shows it: networks in words, accuracies and gaps in points, hours rounded
+    (the pilot's wall-time hours beside the amended measure where there is one), each criterion met or not (the
+    reference is not judged)."""
     def mark(row, criterion):
         return "–" if not row["candidate"] or not row["runs"] else ("yes" if row[criterion] else "no")
 
@@ -120,7 +139,22 @@ def page_table(table: pd.DataFrame) -> pd.DataFrame:
                      "best val acc %": f"{100 * row['best val acc']:.2f}",
                      "train acc % (un-aug.)": f"{100 * row['train acc (un-augmented)']:.2f}",
                      "mean gap": f"{100 * row['mean gap']:.2f}", "least gap": f"{100 * row['least gap']:.2f}",
-                     "grid hours": f"{row['grid hours']:.0f}", "stable": mark(row, "stable"),
+                     "grid hours": f"{row['grid hours']:.0f}", "wall-time hours": f"{row['wall-time hours']:.0f}",
+                     "stable": mark(row, "stable"),
                      "regime": mark(row, "regime"), "afford-able": mark(row, "affordable")})
     out = pd.DataFrame(rows).set_index("network")
+    if out["grid hours"].equals(out["wall-time hours"]):  # no amended measure: one cost column
+        out = out.drop(columns="wall-time hours")
     return out.replace({"nan": "–"})
+
+
+def epoch_time_spread(pilot: Pilot, runs: pd.DataFrame, curves: pd.DataFrame) -> pd.Series:
+    """Per candidate, the largest over its runs of its slowest epoch's wall time over its median epoch's. Every
+    epoch of a run does the same work, so a large ratio is time the machine spent on other things (or the
+    process stopped), which the pilot's wall-time cost measure counts as the network's."""
+    done = pilot_runs(pilot, runs)
+    keys = ["study", "task", "loss_tag", "seed"]
+    mine = curves.merge(done[keys + ["arch"]], on=keys)
+    per_run = mine.groupby(["arch", *keys[1:]])["epoch_seconds"].agg(lambda s: s.max() / s.median())
+    spread = per_run.groupby("arch").max()
+    return spread.reindex([a for a in pilot.candidates if a in spread.index])
