@@ -14,7 +14,7 @@ import papermill
 from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) in notebooks
 
 STUDIES = ("intro", "protocols", "gradient_analysis", "results", "own_loss", "angular_margin", "convnet_200",
-           "regime_pilot", "benchmark_200", "benchmark_run", "loss_catalogue")
+           "regime_pilot", "batchnorm_200", "benchmark_200", "benchmark_run", "loss_catalogue")
 # MathJax parts the tex-svg component can load at run time, served from the book's own _static folder
 MATHJAX_PARTS = ("tex-svg.js", "input", "ui", "a11y", "sre")
 
@@ -31,6 +31,7 @@ def study_parameters(quick: bool) -> dict[str, dict]:
         "angular_margin": {},
         "convnet_200": {},
         "regime_pilot": {},
+        "batchnorm_200": {},
         "benchmark_200": {},
         # the book's example run: short, on real FashionMNIST, into a scratch folder (never into runs/)
         "benchmark_run": {"runs_dir": "../_build/book-example-runs", "progress": False,
