@@ -145,7 +145,7 @@ def test_an_amended_cost_measure_decides_and_the_wall_time_measure_stays_beside_
     assert as_written.loc["convnet_bn_w2", "grid hours"] == pytest.approx(84.0)
     assert choice(amended, as_written)[0] == "convnet_bn"
     shown = page_table(table).loc["BatchNorm ConvNet ×2 wide"]
-    assert (shown["grid hours"], shown["wall-time hours"]) == ("0", "84")
+    assert (shown["idle hours"], shown["wall-time hours"]) == ("0", "84")
 
 
 def test_until_the_amended_measure_has_run_the_wall_time_measure_stands(pilot, tmp_path):

@@ -145,6 +145,8 @@ def page_table(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows).set_index("network")
     if out["grid hours"].equals(out["wall-time hours"]):  # no amended measure: one cost column
         out = out.drop(columns="wall-time hours")
+    else:
+        out = out.rename(columns={"grid hours": "idle hours"})
     return out.replace({"nan": "–"})
 
 
