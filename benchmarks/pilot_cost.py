@@ -22,6 +22,7 @@ from trainer_speed import _cpu_flags, measure, measure_many  # noqa: E402
 
 from lossnb.data import DATASETS, input_channels  # noqa: E402
 from lossnb.grid import load_grid  # noqa: E402
+from lossnb.pilot import load_pilot  # noqa: E402
 
 
 def candidate_cost(cfg, cores: int) -> dict:
@@ -40,15 +41,11 @@ def main(argv=None):
     parser.add_argument("--pilot", default="grids/pilots/convnet-bn.yaml")
     parser.add_argument("--out", default="benchmarks/results/pilot_cost_cpu.json")
     args = parser.parse_args(argv)
-    import yaml
-
-    pilot_file = pathlib.Path(args.pilot)
-    raw = yaml.safe_load(pilot_file.read_text())
-    grid = load_grid(pilot_file.parent / raw["grid"])
-    first = {cfg.arch: cfg for cfg in reversed(grid.runs)}  # one run's settings per network
+    pilot = load_pilot(args.pilot)
+    first = {cfg.arch: cfg for cfg in reversed(load_grid(pilot.grid_file).runs)}  # one run's settings per network
     cores = torch.get_num_threads()
     rows = []
-    for arch in raw["candidates"]:
+    for arch in pilot.candidates:
         row = candidate_cost(first[arch], cores)
         rows.append(row)
         a = row["arrangement"]
@@ -56,7 +53,7 @@ def main(argv=None):
               f"(epochs, evaluation included)", flush=True)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"what": __doc__.strip().splitlines()[0], "pilot": str(pilot_file),
+    out.write_text(json.dumps({"what": __doc__.strip().splitlines()[0], "pilot": str(pilot.path),
                                "machine": describe_machine("cpu"), "cpu_flags": _cpu_flags(),
                                "candidates": rows}, indent=2) + "\n")
     print(f"wrote {out}")

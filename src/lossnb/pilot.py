@@ -33,11 +33,16 @@ class Pilot:
     raw: dict
     cost_file: Path | None = None  # an amendment's idle-machine measurement of each candidate (benchmarks/pilot_cost.py)
 
+    @property
+    def grid_file(self) -> Path:
+        """The grid of the pilot's runs."""
+        return self.path.parent / self.raw["grid"]
+
 
 def load_pilot(path: str | Path) -> Pilot:
     path = Path(path)
     raw = yaml.safe_load(path.read_text())
-    grid = load_grid(path.parent / raw["grid"])
+    grid = load_grid(path.parent / raw["grid"])  # its runs' top folder names the pilot's study
     criteria = raw["criteria"]
     measured = [a["cost_measure"] for a in raw.get("amendments") or [] if "cost_measure" in a]
     return Pilot(path, str(grid.runs[0].run_path().parts[0]), list(raw["candidates"]), raw.get("reference"),
@@ -157,6 +162,7 @@ def epoch_time_spread(pilot: Pilot, runs: pd.DataFrame, curves: pd.DataFrame) ->
     done = pilot_runs(pilot, runs)
     keys = ["study", "task", "loss_tag", "seed"]
     mine = curves.merge(done[keys + ["arch"]], on=keys)
-    per_run = mine.groupby(["arch", *keys[1:]])["epoch_seconds"].agg(lambda s: s.max() / s.median())
+    per_run = mine.groupby(["arch", *keys[1:]])["epoch_seconds"].agg(
+        lambda s: s.max() / s.median() if s.median() > 0 else float("nan"))  # no times: no spread to tell
     spread = per_run.groupby("arch").max()
     return spread.reindex([a for a in pilot.candidates if a in spread.index])
