@@ -58,8 +58,8 @@ def pad_images(x: torch.Tensor, padding: int = PADDING) -> torch.Tensor:
 
 class CropWindows:
     """Every crop of a set of padded images, both ways round, as one strided view: a batch of crops is then one
-    indexing copy (no index tensors the size of the batch's pixels, as two gathers would build; ~0.55x their
-    time on a CPU). A flipped crop at offset dx is the crop of the mirrored image at 2p - dx, so the mirrored
+    indexing copy (no index tensors the size of the batch's pixels, as two gathers would build: faster on a
+    CPU). A flipped crop at offset dx is the crop of the mirrored image at 2p - dx, so the mirrored
     images are kept beside the originals (twice the padded images' memory)."""
 
     def __init__(self, padded: torch.Tensor, padding: int = PADDING):
