@@ -86,6 +86,61 @@ def test_a_damaged_cache_is_measured_again(fake_machine, tmp_path):
     assert json.loads((tmp_path / "cache" / "probe.json").read_text())
 
 
+# a BatchNorm network whose solo step is fastest in NCHW and whose packs are fastest in channels_last
+BY_PACK = {1: {("fp32", False): 180.0, ("fp32", True): 90.0}, 2: {("fp32", False): 150.0, ("fp32", True): 260.0}}
+
+
+@pytest.fixture
+def layout_by_pack(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOSSNB_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def rate(arch, classes, channels, head, precision, channels_last, pack=1):
+        calls.append((precision, channels_last, pack))
+        return BY_PACK[pack][(precision, channels_last)]
+
+    monkeypatch.setattr(probe, "bare_step_rate", rate)
+    monkeypatch.setattr(probe, "bf16_agrees", lambda *a: False)
+    return calls
+
+
+def test_auto_for_a_pack_is_the_fastest_setting_of_the_packed_step(layout_by_pack):
+    def chosen(pack):
+        e = environment.resolve_execution("fp32", "auto", CPU, "convnet_bn", 10, 3, "linear", say=lambda _: None,
+                                          pack=pack)
+        return e["channels_last"]
+
+    assert chosen(1) is False and chosen(2) is True
+    assert sorted({p for *_, p in layout_by_pack}) == [1, 2]  # each pack size measured on its own
+    calls = len(layout_by_pack)
+    assert chosen(1) is False and chosen(2) is True and len(layout_by_pack) == calls  # both cached
+
+
+def test_the_arrangement_times_each_pack_in_the_setting_it_would_train_in(layout_by_pack):
+    probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "auto", 2, cores=1)
+    assert layout_by_pack[-1] == ("fp32", True, 2)  # the pack's own choice, not the solo one (NCHW)
+    probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "off", 2, cores=1)
+    assert layout_by_pack[-1] == ("fp32", False, 2)  # a pinned layout is kept
+
+
+def test_resumed_runs_keep_the_setting_they_began_in(monkeypatch):
+    from lossnb.trainer import RunConfig
+    from lossnb.trainer.loop import resumed_execution
+
+    cfgs = [RunConfig(arch="convnet_bn", dataset="fashionmnist", loss=loss, device="cpu") for loss in ("ce", "focal")]
+    data = type("Data", (), {"num_classes": 10, "in_channels": 1})()
+    began = {"precision": "fp32", "channels_last": True, "chosen_by": "bare-step probe on this machine"}
+    assert resumed_execution(cfgs, [None, None], CPU, data) is None  # a fresh start: resolved anew
+    assert resumed_execution(cfgs, [{"execution": began}, {"execution": began}], CPU, data) == began
+    other = {**began, "channels_last": False}
+    with pytest.raises(ValueError, match="began in different settings .*fp32/channels_last, fp32/nchw"):
+        resumed_execution(cfgs, [{"execution": began}, {"execution": other}], CPU, data)
+    asked = []  # checkpoints from before settings were recorded: auto as it was resolved then, for one run
+    monkeypatch.setattr("lossnb.trainer.loop.resolve_execution",
+                        lambda *a, **k: asked.append(k.get("pack", 1)) or other)
+    assert resumed_execution(cfgs, [{"rows": []}, {"rows": []}], CPU, data) == other and asked == [1]
+
+
 # aggregate img/s of (runs per pack, packs at a time) on a 2-core machine: a small network that gains from packs
 PACKED = {(1, 1): 15_000, (1, 2): 16_000, (2, 1): 14_000, (2, 2): 15_000, (4, 1): 24_000, (4, 2): 21_000,
           (8, 1): 19_000, (8, 2): 18_000, (16, 1): 17_000, (16, 2): 17_500}

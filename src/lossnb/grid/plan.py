@@ -71,9 +71,9 @@ def arrangement(cfg: RunConfig, pack: int | None, workers: int | None, measure: 
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if torch.cuda.is_available() or cfg.device.startswith("cuda") or (pack and workers):
         return pack or default_pack_size(), workers
-    # the probe times the run's precision where it is pinned, else fp32 (the precision every CPU has)
+    # each pack size is timed in the precision and memory format the trainer takes for it (auto: measured per pack)
     shape = (cfg.arch, DATASETS[cfg.dataset]["classes"], input_channels(cfg.dataset, cfg.image_prep), cfg.head,
-             "fp32" if cfg.precision == "auto" else cfg.precision, cfg.channels_last != "off")
+             cfg.precision, cfg.channels_last)
     sizes = (pack,) if pack else PACK_SIZES
     choice = best_arrangement(*shape, packs=sizes, say=say) if measure else cached_arrangement(*shape, packs=sizes)
     if choice is None:

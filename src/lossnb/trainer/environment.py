@@ -41,10 +41,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_execution(precision: str, channels_last: str, device: torch.device, arch: str, num_classes: int,
-                      in_channels: int, head: str, say=print) -> dict:
+                      in_channels: int, head: str, say=print, pack: int = 1) -> dict:
     """The precision and memory format a run uses. A setting given stays; `auto` on CUDA is bf16 (where the GPU
-    has it) and channels_last; `auto` on a CPU is the fastest measured bare step of this model shape on this
-    machine (lossnb.trainer.probe), among the candidates the given settings leave. Returns {"precision",
+    has it) and channels_last; `auto` on a CPU is the fastest measured bare step of this model shape, packed
+    ``pack`` runs at a time, on this machine (lossnb.trainer.probe), among the candidates the given settings
+    leave. Returns {"precision",
     "channels_last", "chosen_by"} (+ "probe_rates" on a CPU), what config.json records as resolved."""
     if device.type != "cpu" or (precision != "auto" and channels_last != "auto"):
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -52,7 +53,7 @@ def resolve_execution(precision: str, channels_last: str, device: torch.device, 
                 "channels_last": channels_last != "off", "chosen_by": "settings"}
     from .probe import probe
 
-    measured = probe(arch, num_classes, in_channels, head, say=say)
+    measured = probe(arch, num_classes, in_channels, head, say=say, pack=pack)
     allowed = {name: rate for name, rate in measured["rates"].items()
                if (precision == "auto" or name.startswith(precision + "/"))
                and (channels_last == "auto" or name.endswith("channels_last") == (channels_last == "on"))}

@@ -13,7 +13,7 @@ from .. import losses
 from ..data import ImageData, load_dataset
 from . import records
 from .config import RunConfig
-from .environment import resolve_device
+from .environment import resolve_device, resolve_execution
 from .metrics import evaluation_metrics, reliability_bins
 from .state import LossFailed, PackRun
 from .workspace import RunBusy, RunFiles, holder_pid, run_locks
@@ -121,7 +121,7 @@ def _train_members(cfgs, files, data_root, download, resume, force, progress, da
     cfg = cfgs[0]
     data = data or load_dataset(cfg.dataset, data_root, download=download, train_subset=cfg.train_subset,
                                 val_size=cfg.val_size, prep=cfg.image_prep)
-    run = PackRun(cfgs, data, device)
+    run = PackRun(cfgs, data, device, resumed_execution(cfgs, starts, device, data))
     for k, state in enumerate(starts):
         if state:
             try:
@@ -143,6 +143,23 @@ def _train_members(cfgs, files, data_root, download, resume, force, progress, da
         shutil.rmtree(failed.staging, ignore_errors=True)
         failed.prune_checkpoints(keep_from=10**9)
         raise
+
+
+def resumed_execution(cfgs: list[RunConfig], starts: list[dict | None], device, data) -> dict | None:
+    """The precision and memory format resumed runs began in, so that a run never changes them mid-way (None: a
+    fresh start, resolved anew). Checkpoints that do not record it were resolved by the solo probe."""
+    begun = [state.get("execution") for state in starts if state]
+    if not begun:
+        return None
+    if None in begun:  # written before executions were recorded: `auto` then resolved as for one run
+        cfg = cfgs[0]
+        return resolve_execution(cfg.precision, cfg.channels_last, device, cfg.arch, data.num_classes,
+                                 data.in_channels, cfg.head, say=lambda line: print(line, file=sys.stderr))
+    settings = sorted({f"{e['precision']}/{'channels_last' if e['channels_last'] else 'nchw'}" for e in begun})
+    if len(settings) > 1:
+        raise ValueError(f"{cfgs[0].run_path()} and its pack-mates began in different settings "
+                         f"({', '.join(settings)}); train them in separate packs")
+    return begun[0]
 
 
 def resume_point(files: list[RunFiles]) -> tuple[int, list[dict | None], list[int]]:

@@ -127,11 +127,14 @@ def bf16_agrees(arch: str, num_classes: int, in_channels: int, head: str) -> boo
                                              if a.norm() > 0)
 
 
-def probe(arch: str, num_classes: int, in_channels: int, head: str = "linear", say=print) -> dict:
-    """The fastest (precision, channels_last) of the bare step on this machine for this model shape, cached.
-    Returns {"precision", "channels_last", "rates": {"fp32/nchw": img/s, ...}, "bf16_agrees", "threads"}."""
+def probe(arch: str, num_classes: int, in_channels: int, head: str = "linear", say=print, pack: int = 1) -> dict:
+    """The fastest (precision, channels_last) of the bare step on this machine for this model shape, as a pack of
+    ``pack`` runs (the layout that wins alone can lose packed: grouped convolutions and one BatchNorm over K
+    runs' channels), cached. Returns {"precision", "channels_last", "rates": {"fp32/nchw": img/s, ...},
+    "bf16_agrees", "threads"}."""
     threads = torch.get_num_threads()
     key = f"{machine_key()}|{arch}|{num_classes}|{in_channels}|{head}|{threads}"
+    key += f"|pack{pack}" if pack > 1 else ""  # a solo run's key as before: its cached choice stands
     cache = _read_cache()
     if key in cache:
         return cache[key]
@@ -141,13 +144,14 @@ def probe(arch: str, num_classes: int, in_channels: int, head: str = "linear", s
         if precision == "bf16" and not agrees:
             continue
         rates[_name(precision, channels_last)] = bare_step_rate(arch, num_classes, in_channels, head, precision,
-                                                                channels_last)
+                                                                channels_last, pack)
     best = max(rates, key=rates.get)
     choice = {"precision": best.split("/")[0], "channels_last": best.endswith("channels_last"), "rates": rates,
               "bf16_agrees": agrees, "threads": threads}
     cache[key] = choice
     _write_cache(cache)
-    say(f"measured the bare training step of {arch} ({in_channels}x32x32, {threads} thread(s)): "
+    runs = f", packs of {pack}" if pack > 1 else ""
+    say(f"measured the bare training step of {arch} ({in_channels}x32x32, {threads} thread(s){runs}): "
         + ", ".join(f"{k} {v:,.0f} img/s" for k, v in rates.items()) + f"; auto takes {best}")
     return choice
 
@@ -173,25 +177,45 @@ def _write_cache(cache: dict) -> None:
         pass  # a read-only home: the choice is measured again next time, nothing else changes
 
 
+def trained_setting(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
+                    channels_last: str | bool, pack: int) -> tuple[str, bool]:
+    """(precision, channels_last) a pack of ``pack`` runs trains in on this process's threads: the settings given
+    (precision auto/fp32/bf16, channels_last auto/on/off or a bool), `auto` resolved as the trainer resolves it."""
+    from .environment import resolve_execution
+
+    layout = channels_last if isinstance(channels_last, str) else ("on" if channels_last else "off")
+    chosen = resolve_execution(precision, layout, torch.device("cpu"), arch, num_classes, in_channels, head,
+                               say=lambda _: None, pack=pack)
+    return chosen["precision"], chosen["channels_last"]
+
+
+def _packed_rate(arch, num_classes, in_channels, head, precision, channels_last, pack, barrier=None) -> float:
+    """The bare step of a pack in the setting it would train in here; with ``barrier``, timed once every process
+    side by side has resolved its own (each on its own threads: the fastest setting depends on them)."""
+    setting = trained_setting(arch, num_classes, in_channels, head, precision, channels_last, pack)
+    if barrier is not None:
+        barrier.wait()
+    return bare_step_rate(arch, num_classes, in_channels, head, *setting, pack)
+
+
 def _worker_rate(args) -> float:
-    """In a child process: one thread, wait for the others, then time the bare step."""
-    barrier, model_args = args[0], args[1:]
+    """In a child process: one thread, then the pack's step beside the other processes."""
     torch.set_num_threads(1)
-    barrier.wait()
-    return bare_step_rate(*model_args)
+    return _packed_rate(*args[1:], barrier=args[0])
 
 
 def arrangement_rates(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
-                      channels_last: bool, pack: int, cores: int) -> tuple[float, float]:
+                      channels_last: str | bool, pack: int, cores: int) -> tuple[float, float]:
     """(one process of ``cores`` threads, ``cores`` single-thread processes side by side): training images per
-    second of packs of ``pack`` runs, all runs together, at steady state."""
+    second of packs of ``pack`` runs, all runs together, at steady state, each in the precision and memory
+    format the trainer would take for it there."""
     import multiprocessing as mp
 
     args = (arch, num_classes, in_channels, head, precision, channels_last, pack)
     before = torch.get_num_threads()
     torch.set_num_threads(cores)
     try:
-        one = bare_step_rate(*args)
+        one = _packed_rate(*args)
     finally:
         torch.set_num_threads(before)
     if cores < 2:
@@ -205,7 +229,7 @@ def arrangement_rates(arch: str, num_classes: int, in_channels: int, head: str, 
 
 
 def best_arrangement(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
-                     channels_last: bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES,
+                     channels_last: str | bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES,
                      say=print) -> dict:
     """On a CPU of N cores, how a grid trains this network fastest: runs per pack (each of ``packs``) and packs at
     a time (1 process of N threads, or N single-thread processes), by the aggregate training rate of the bare
@@ -234,7 +258,7 @@ def best_arrangement(arch: str, num_classes: int, in_channels: int, head: str, p
 
 
 def cached_arrangement(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
-                       channels_last: bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES) -> dict | None:
+                       channels_last: str | bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES) -> dict | None:
     """best_arrangement's cached answer, or None where this machine has not measured it."""
     key = _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last,
                            cores or os.cpu_count() or 1, packs)

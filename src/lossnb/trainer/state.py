@@ -43,11 +43,13 @@ def cosine_lr(base: float, epoch: int, epochs: int) -> float:
 class PackRun:
     """Everything K runs hold while they train together."""
 
-    def __init__(self, cfgs: list[RunConfig], data: ImageData, device: torch.device):
+    def __init__(self, cfgs: list[RunConfig], data: ImageData, device: torch.device, execution: dict | None = None):
+        """``execution``: the precision and memory format the runs resume in (as they began); else resolved."""
         self.cfgs, self.data, self.device, self.k = cfgs, data, device, len(cfgs)
         cfg = cfgs[0]
-        self.execution = resolve_execution(cfg.precision, cfg.channels_last, device, cfg.arch, data.num_classes,
-                                           data.in_channels, cfg.head, say=lambda line: print(line, file=sys.stderr))
+        self.execution = execution or resolve_execution(
+            cfg.precision, cfg.channels_last, device, cfg.arch, data.num_classes, data.in_channels, cfg.head,
+            say=lambda line: print(line, file=sys.stderr), pack=self.k)
         self.precision, self.channels_last = self.execution["precision"], self.execution["channels_last"]
         print(f"{self.precision}, {'channels_last' if self.channels_last else 'NCHW'} "
               f"({self.execution['chosen_by']}), {torch.get_num_threads()} thread(s) on {device}", file=sys.stderr)
@@ -255,7 +257,7 @@ class PackRun:
         return {"epoch": len(self.rows[k]), "model": self.pack.member_state(k),
                 "momentum": {n: self.pack.member(n, b, k).clone() for n, b in zip(self.names, self.sgd.buffers)},
                 "loss_state": self.losses[k].state_dict(), "rows": self.rows[k], "wall_seconds": self.wall_seconds,
-                "reliability": self.reliability[k]}
+                "reliability": self.reliability[k], "execution": self.execution}
 
     def restore_member(self, k: int, state: dict) -> None:
         self.pack.load_member_state(k, state["model"])
