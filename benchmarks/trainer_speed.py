@@ -22,9 +22,10 @@ taken apart do not divide. Each bare-step reading of the probe (10 warm-up steps
 is recorded beside this benchmark's own reading of the auto setting. Then, for the networks the grid packs on a
 CPU (convnet_bn), the arrangement the grid measures and takes (runs per pack x packs at a time), lossnb's real
 epochs in it against the best steady-state solo bare step on all cores (the two in alternating rounds, the best of
-each), the bare packed step's own ratio (the ceiling lossnb's loop works under), the same packed step under
-torch.compile (a lead, not the trainer's setting), and what bounds the figure. The CPU's instruction-set flags are
-recorded beside the figures.
+each), the bare packed step's own ratio (the ceiling lossnb's loop works under), and what bounds the figure;
+then the same for runs under torch.compile (`compile: true`, an execution setting: inductor's fused kernels sum in
+another order, as a memory format does), whose arrangement the grid measures compiled. The CPU's instruction-set
+flags are recorded beside the figures.
 
 Limits measured in the same run (CUDA): device-to-device copy bandwidth and a bf16 8192^3 matmul rate; with
 the FLOPs of one training image (forward + backward, counted by torch.utils.flop_counter), each figure's
@@ -37,6 +38,7 @@ import json
 import multiprocessing as mp
 import pathlib
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -120,7 +122,8 @@ def _reference(arch, device, images, workers):
     return {"images_per_second": rate, "num_workers": workers, "precision": "fp32"}
 
 
-def _pack(arch, device, k, graphs, prep="resize-rgb", precision="auto", channels_last="auto", beside=False):
+def _pack(arch, device, k, graphs, prep="resize-rgb", precision="auto", channels_last="auto", beside=False,
+          compiled=False):
     """lossnb's real epochs for K runs in one pack; with ``beside``, a window of the solo bare step of the same
     setting after each timed epoch, in this process: the two figures a ratio divides, taken under the same load."""
     import dataclasses
@@ -131,7 +134,7 @@ def _pack(arch, device, k, graphs, prep="resize-rgb", precision="auto", channels
 
     cfgs = [RunConfig(arch=arch, dataset="fashionmnist", loss="ce", seed=s, image_prep=prep, epochs=1 + REPEATS,
                       device=device, cuda_graphs="auto" if graphs else "off", precision=precision,
-                      channels_last=channels_last) for s in range(k)]
+                      channels_last=channels_last, compile=compiled) for s in range(k)]
     full = load_dataset("fashionmnist", "data", prep=prep)  # data/fashion-mnist/, else Debian's
     n = STEPS * 128
     data = dataclasses.replace(full, train_x=full.train_x[:n], train_y=full.train_y[:n])
@@ -157,7 +160,7 @@ def _pack(arch, device, k, graphs, prep="resize-rgb", precision="auto", channels
     return {"images_per_second": k * len(full.train_y) / epoch_seconds, "runs": k,
             "training_only_images_per_second": k * n / train_seconds, "evaluation_seconds": eval_seconds,
             "epoch_seconds": epoch_seconds, "precision": run.precision, "channels_last": run.channels_last,
-            "cuda_graphs": run.graphs is not None, "training_images_timed": k * n,
+            "cuda_graphs": run.graphs is not None, "compiled": compiled, "training_images_timed": k * n,
             **({"bare_step_beside_images_per_second": STEADY_STEPS * 128 / bare_seconds} if bare else {})}
 
 
@@ -189,28 +192,6 @@ def _bare_window(arch, channels, precision, channels_last):
     for _ in range(10):
         step()
     return window
-
-
-def _compiled_step(arch, channels, pack):
-    """The bare step of a pack of ``pack`` (fp32 channels_last, as the arrangement's) under torch.compile (inductor's
-    fused CPU kernels): what packing could reach once per-operation overhead is compiled away. Its numbers differ
-    from eager's in the last bits, so it is a lead for a new protocol, not the trainer's setting."""
-    from lossnb.trainer import probe
-
-    model = probe._model(arch, 10, channels, "linear", True, pack).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x = torch.randn(128, pack * channels, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (pack, 128) if pack > 1 else (128,))
-    forward = torch.compile(model)
-
-    def step():
-        out = forward(x).float()
-        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="sum") / 128
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return probe.steady_rate(step, pack * 128)
 
 
 def _steady_reference(arch, channels, precision, channels_last):
@@ -258,56 +239,75 @@ def model_step_rows(archs, threads):
     return rows
 
 
-def _arrangement(arch, channels, cores):
+def _arrangement(arch, channels, cores, compiled=False):
     """The grid's measured choice for this network (lossnb.trainer.probe.best_arrangement, fp32 channels_last
-    as the full-length studies pin it, measured afresh in a private cache)."""
+    as the full-length studies pin it, eager or compiled, measured afresh in a private cache)."""
     import os
 
     from lossnb.trainer import probe
 
     os.environ["LOSSNB_CACHE"] = tempfile.mkdtemp()
-    return probe.best_arrangement(arch, 10, channels, "linear", "fp32", True, cores=cores, say=lambda _: None)
+    return probe.best_arrangement(arch, 10, channels, "linear", "fp32", True, cores=cores, say=lambda _: None,
+                                  compiled=compiled)
+
+
+def _packs_total(packs):
+    return sum(p["images_per_second"] for p in packs)
+
+
+def round_ratios(lossnb_rounds, solo_rounds):
+    """Each round's lossnb figure over the same round's solo bare step, and their median: the ratio of figures taken
+    minutes apart, as the best of each is, can ride on the machine's drift; a round's two were taken back to back."""
+    ratios = [rate / solo for rate, solo in zip(lossnb_rounds, solo_rounds)]
+    return {"round_ratios": ratios, "median_round_ratio": statistics.median(ratios)}
 
 
 def arrangement_rows(archs, cores, model_steps):
-    """Per network: the arrangement the grid takes, lossnb's real epochs in it (its packs in as many processes at
-    once as it chose, each on its share of the cores) against the best steady-state solo bare step on all cores,
-    and what bounds the figure (its arithmetic rate against this CPU's fp32 matmul rate)."""
+    """Per network: the arrangement the grid takes, eager and for runs under torch.compile (an execution setting
+    of its own, `compile: true`), lossnb's real epochs in each (its packs in as many processes at once as it chose,
+    each on its share of the cores) against the best steady-state solo bare step on all cores, and what bounds
+    the figure (its arithmetic rate against this CPU's fp32 matmul rate)."""
     rows = []
     peak = measure("cpu_matmul")["gflop_per_s"]
     for arch, prep, channels in archs:
-        choice = measure("arrangement", arch, channels, cores)
-        k, workers = choice["pack"], choice["workers"]
+        choices = {mode: measure("arrangement", arch, channels, cores, mode == "compiled")
+                   for mode in ("eager", "compiled")}
         bare = next(m for m in model_steps if m["arch"] == arch and m["image_prep"] == prep)
         best = max((n for n in bare["rates"] if bare["bf16_agrees"] or n.startswith("fp32")), key=bare["rates"].get)
         precision, layout = best.split("/")
-        # the two figures in alternating rounds, the best of each: drift in the machine's speed hits both alike
-        solos, rounds = [], []
+        # the figures in alternating rounds, the best of each: drift in the machine's speed hits all alike
+        solos, rounds = [], {"eager": [], "compiled": []}
         for _ in range(REPEATS):
             solos.append(measure("steady", arch, channels, precision, layout == "channels_last")["images_per_second"])
-            rounds.append(measure_many(workers, cores // workers, "pack", arch, "cpu", k, False, prep, "fp32", "on"))
-        packs = max(rounds, key=lambda packs: sum(p["images_per_second"] for p in packs))
-        rate, solo = sum(p["images_per_second"] for p in packs), max(solos)
-        bare_packed = choice["rates"][f"{k} x {workers}"]  # the arrangement's own reading of its bare step
-        compiled = sum(r["images_per_second"] for r in
-                       measure_many(workers, cores // workers, "compiled_step", arch, channels, k))
-        gflops = rate * _flops_per_image(arch) / 1e9
-        row = {"arch": arch, "image_prep": prep, "arrangement": choice, "lossnb_epoch_images_per_second": rate,
-               "lossnb_packs": packs, "solo_bare_step_images_per_second": solo, "solo_bare_step_setting": best,
-               "solo_bare_step_rounds": solos, "lossnb_rounds": [sum(p["images_per_second"] for p in r) for r in rounds],
-               "vs_solo_bare_step": rate / solo, "bare_packed_step_images_per_second": bare_packed,
-               "bare_packed_vs_solo_bare_step": bare_packed / solo, "lossnb_vs_bare_packed_step": rate / bare_packed,
-               "compiled_bare_packed_step_images_per_second": compiled,
-               "compiled_bare_packed_vs_solo_bare_step": compiled / solo,
-               "achieved_gflop_per_s": gflops, "cpu_fp32_matmul_gflop_per_s": peak,
-               "share_of_matmul_rate": gflops / peak,
-               "bound": "arithmetic" if gflops / peak >= COMPUTE_SHARE else "per-operation overhead and memory "
-                        "traffic (the arithmetic is a small share of the cores' rate)"}
+            for mode, choice in choices.items():
+                rounds[mode].append(measure_many(choice["workers"], cores // choice["workers"], "pack", arch, "cpu",
+                                                 choice["pack"], False, prep, "fp32", "on", False, mode == "compiled"))
+        solo = max(solos)
+        row = {"arch": arch, "image_prep": prep, "solo_bare_step_images_per_second": solo,
+               "solo_bare_step_setting": best, "solo_bare_step_rounds": solos}
+        for mode, choice in choices.items():
+            packs = max(rounds[mode], key=_packs_total)
+            rate, k, workers = _packs_total(packs), choice["pack"], choice["workers"]
+            bare_packed = choice["rates"][f"{k} x {workers}"]  # the arrangement's own reading of its bare step
+            solo_same = max(choice["rates"]["1 x 1"], choice["rates"].get(f"1 x {cores}", 0))  # one run, all cores
+            gflops = rate * _flops_per_image(arch) / 1e9
+            row[mode] = {
+                "arrangement": choice, "lossnb_epoch_images_per_second": rate, "lossnb_packs": packs,
+                "lossnb_rounds": [_packs_total(r) for r in rounds[mode]], "vs_solo_bare_step": rate / solo,
+                **round_ratios([_packs_total(r) for r in rounds[mode]], solos),
+                "bare_packed_step_images_per_second": bare_packed, "bare_packed_vs_solo_bare_step": bare_packed / solo,
+                "lossnb_vs_bare_packed_step": rate / bare_packed,
+                "bare_packed_vs_its_own_solo_bare_step": bare_packed / solo_same,
+                "achieved_gflop_per_s": gflops, "cpu_fp32_matmul_gflop_per_s": peak,
+                "share_of_matmul_rate": gflops / peak,
+                "bound": "arithmetic" if gflops / peak >= COMPUTE_SHARE else "per-operation overhead and memory "
+                         "traffic (the arithmetic is a small share of the cores' rate)"}
+            print(f"{arch:<10} {mode:<8} packs of {k}, {workers} at a time: lossnb {rate:,.0f} img/s (epochs, "
+                  f"evaluation included) = {rate / solo:.2f}x the best solo bare step ({solo:,.0f}; round by round, "
+                  f"median {row[mode]['median_round_ratio']:.2f}x); its bare packed "
+                  f"step {bare_packed / solo:.2f}x, {bare_packed / solo_same:.2f}x its own solo step; {gflops:.0f} "
+                  f"GFLOP/s, {gflops / peak:.0%} of fp32 matmul: bound by {row[mode]['bound']}", flush=True)
         rows.append(row)
-        print(f"{arch:<10} packs of {k}, {workers} at a time: lossnb {rate:,.0f} img/s (epochs, evaluation included) "
-              f"= {row['vs_solo_bare_step']:.2f}x the best solo bare step ({solo:,.0f}; its bare packed step "
-              f"{bare_packed / solo:.2f}x, compiled {compiled / solo:.2f}x); {gflops:.0f} GFLOP/s, "
-              f"{row['share_of_matmul_rate']:.0%} of fp32 matmul: bound by {row['bound']}", flush=True)
     return rows
 
 
@@ -372,8 +372,6 @@ def _measure(kind, args, queue):
             result = _model_step(*args)
         elif kind == "arrangement":
             result = _arrangement(*args)
-        elif kind == "compiled_step":
-            result = {"images_per_second": _compiled_step(*args)}
         elif kind == "steady":
             result = {"images_per_second": _steady_reference(*args)}
         elif kind == "cpu_matmul":

@@ -12,19 +12,24 @@ CPU = torch.device("cpu")
 RATES = {("fp32", False): 100.0, ("fp32", True): 150.0, ("bf16", False): 300.0, ("bf16", True): 200.0}
 
 
-@pytest.fixture
-def fake_machine(tmp_path, monkeypatch):
-    """Bare-step rates as given (counted), bf16 agreeing or not as set, the cache in tmp_path."""
+def fake_rates(tmp_path, monkeypatch, rate_of, agrees: bool) -> list[tuple]:
+    """bare_step_rate as rate_of(precision, channels_last, pack) says, each call recorded as (arch, precision,
+    channels_last, pack, compiled); bf16 agreeing with fp32 or not; the cache in tmp_path."""
     monkeypatch.setenv("LOSSNB_CACHE", str(tmp_path / "cache"))
     calls = []
 
-    def rate(arch, classes, channels, head, precision, channels_last, pack=1):
-        calls.append((arch, precision, channels_last))
-        return RATES[(precision, channels_last)]
+    def rate(arch, classes, channels, head, precision, channels_last, pack=1, compiled=False):
+        calls.append((arch, precision, channels_last, pack, compiled))
+        return rate_of(precision, channels_last, pack)
 
     monkeypatch.setattr(probe, "bare_step_rate", rate)
-    monkeypatch.setattr(probe, "bf16_agrees", lambda *a: True)
+    monkeypatch.setattr(probe, "bf16_agrees", lambda *a: agrees)
     return calls
+
+
+@pytest.fixture
+def fake_machine(tmp_path, monkeypatch):
+    return fake_rates(tmp_path, monkeypatch, lambda precision, layout, pack: RATES[(precision, layout)], True)
 
 
 def resolve(precision="auto", channels_last="auto", arch="convnet"):
@@ -92,16 +97,7 @@ BY_PACK = {1: {("fp32", False): 180.0, ("fp32", True): 90.0}, 2: {("fp32", False
 
 @pytest.fixture
 def layout_by_pack(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOSSNB_CACHE", str(tmp_path / "cache"))
-    calls = []
-
-    def rate(arch, classes, channels, head, precision, channels_last, pack=1):
-        calls.append((precision, channels_last, pack))
-        return BY_PACK[pack][(precision, channels_last)]
-
-    monkeypatch.setattr(probe, "bare_step_rate", rate)
-    monkeypatch.setattr(probe, "bf16_agrees", lambda *a: False)
-    return calls
+    return fake_rates(tmp_path, monkeypatch, lambda precision, layout, pack: BY_PACK[pack][(precision, layout)], False)
 
 
 def test_auto_for_a_pack_is_the_fastest_setting_of_the_packed_step(layout_by_pack):
@@ -111,16 +107,18 @@ def test_auto_for_a_pack_is_the_fastest_setting_of_the_packed_step(layout_by_pac
         return e["channels_last"]
 
     assert chosen(1) is False and chosen(2) is True
-    assert sorted({p for *_, p in layout_by_pack}) == [1, 2]  # each pack size measured on its own
+    assert sorted({pack for *_, pack, _ in layout_by_pack}) == [1, 2]  # each pack size measured on its own
     calls = len(layout_by_pack)
     assert chosen(1) is False and chosen(2) is True and len(layout_by_pack) == calls  # both cached
 
 
 def test_the_arrangement_times_each_pack_in_the_setting_it_would_train_in(layout_by_pack):
     probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "auto", 2, cores=1)
-    assert layout_by_pack[-1] == ("fp32", True, 2)  # the pack's own choice, not the solo one (NCHW)
+    assert layout_by_pack[-1] == ("convnet_bn", "fp32", True, 2, False)  # the pack's own choice, not the solo one
     probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "off", 2, cores=1)
-    assert layout_by_pack[-1] == ("fp32", False, 2)  # a pinned layout is kept
+    assert layout_by_pack[-1] == ("convnet_bn", "fp32", False, 2, False)  # a pinned layout is kept
+    probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "off", 2, cores=1, compiled=True)
+    assert layout_by_pack[-1] == ("convnet_bn", "fp32", False, 2, True)  # compiled runs: their step compiled
 
 
 def test_resumed_runs_keep_the_setting_they_began_in(monkeypatch):
@@ -151,8 +149,8 @@ def packed_machine(tmp_path, monkeypatch):
     monkeypatch.setenv("LOSSNB_CACHE", str(tmp_path / "cache"))
     calls = []
 
-    def rates(arch, classes, channels, head, precision, channels_last, pack, cores):
-        calls.append(pack)
+    def rates(arch, classes, channels, head, precision, channels_last, pack, cores, compiled=False):
+        calls.append((pack, compiled) if compiled else pack)
         return PACKED[(pack, 1)], PACKED[(pack, 2)]
 
     monkeypatch.setattr(probe, "arrangement_rates", rates)
@@ -172,6 +170,22 @@ def test_the_grid_takes_the_fastest_measured_pack_size_and_process_count(packed_
     assert arrangement(cfg, 2, None, say=said.append) == (2, 2)  # a given pack size: only the processes measured
     assert arrangement(cfg, 8, 2, say=said.append) == (8, 2)  # both given: kept, nothing measured
     assert packed_machine[5:] == [2]
+
+
+def test_compiled_runs_have_their_arrangement_measured_compiled_and_kept_apart(packed_machine):
+    from lossnb.grid import arrangement
+    from lossnb.trainer import RunConfig
+
+    eager = RunConfig(arch="convnet_bn", dataset="fashionmnist", loss="ce", image_prep="resize-rgb", device="cpu")
+    compiled = RunConfig(**{**eager.to_dict(), "compile": True})
+    said = []
+    arrangement(eager, None, None, say=said.append)
+    assert packed_machine == [1, 2, 4, 8, 16] and "compiled" not in said[-1]
+    arrangement(compiled, None, None, say=said.append)  # not the eager choice from the cache: measured compiled
+    assert packed_machine[5:] == [(k, True) for k in (1, 2, 4, 8, 16)] and "convnet_bn compiled at" in said[-1]
+    arrangement(compiled, None, None, say=said.append)
+    arrangement(eager, None, None, say=said.append)
+    assert len(packed_machine) == 10  # each cached under its own key
 
 
 def test_a_dry_run_measures_nothing_and_takes_a_cached_choice_or_one_run_at_a_time(packed_machine):

@@ -75,14 +75,16 @@ def arrangement(cfg: RunConfig, pack: int | None, workers: int | None, measure: 
     shape = (cfg.arch, DATASETS[cfg.dataset]["classes"], input_channels(cfg.dataset, cfg.image_prep), cfg.head,
              cfg.precision, cfg.channels_last)
     sizes = (pack,) if pack else PACK_SIZES
-    choice = best_arrangement(*shape, packs=sizes, say=say) if measure else cached_arrangement(*shape, packs=sizes)
+    choice = (best_arrangement(*shape, packs=sizes, say=say, compiled=cfg.compile) if measure
+              else cached_arrangement(*shape, packs=sizes, compiled=cfg.compile))
     if choice is None:
         say("pack size not measured on this machine yet (a dry run does not measure): listed one run a time")
         return pack or 1, workers
     pack, workers = pack or choice["pack"], workers or choice["workers"]
     rate, solo = choice["rates"].get(f"{pack} x {workers}"), choice["rates"].get("1 x 1")
     if rate and solo:
-        say(f"packs of {pack}, {workers} at a time: measured on this machine for {cfg.arch} at {rate:,.0f} img/s, "
+        say(f"packs of {pack}, {workers} at a time: measured on this machine for {cfg.arch}"
+            f"{' compiled' if cfg.compile else ''} at {rate:,.0f} img/s, "
             f"{rate / solo:.2f}x one run on all cores")
     return pack, workers
 

@@ -94,15 +94,17 @@ def steady_rate(step, images_per_step: int) -> float:
 
 
 def bare_step_rate(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
-                   channels_last: bool, pack: int = 1) -> float:
+                   channels_last: bool, pack: int = 1, compiled: bool = False) -> float:
     """Training images per second (all runs of a pack together) of the bare step at batch 128 per run, on this
-    process's threads, at steady state: forward, cross-entropy, backward, torch.optim.SGD on one fixed batch."""
+    process's threads, at steady state: forward, cross-entropy, backward, torch.optim.SGD on one fixed batch;
+    with ``compiled``, the model under torch.compile as the trainer compiles it (compiled in the warm-up)."""
     model = _model(arch, num_classes, in_channels, head, channels_last, pack).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    forward = torch.compile(model) if compiled else model
     x = torch.randn(BATCH, pack * in_channels, 32, 32)
     x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     y = torch.randint(0, num_classes, (pack, BATCH) if pack > 1 else (BATCH,))
-    return steady_rate(lambda: _step(model, opt, x, y, precision), pack * BATCH)
+    return steady_rate(lambda: _step(forward, opt, x, y, precision), pack * BATCH)
 
 
 def bf16_agrees(arch: str, num_classes: int, in_channels: int, head: str) -> bool:
@@ -189,13 +191,14 @@ def trained_setting(arch: str, num_classes: int, in_channels: int, head: str, pr
     return chosen["precision"], chosen["channels_last"]
 
 
-def _packed_rate(arch, num_classes, in_channels, head, precision, channels_last, pack, barrier=None) -> float:
+def _packed_rate(arch, num_classes, in_channels, head, precision, channels_last, pack, compiled,
+                 barrier=None) -> float:
     """The bare step of a pack in the setting it would train in here; with ``barrier``, timed once every process
     side by side has resolved its own (each on its own threads: the fastest setting depends on them)."""
     setting = trained_setting(arch, num_classes, in_channels, head, precision, channels_last, pack)
     if barrier is not None:
         barrier.wait()
-    return bare_step_rate(arch, num_classes, in_channels, head, *setting, pack)
+    return bare_step_rate(arch, num_classes, in_channels, head, *setting, pack, compiled=compiled)
 
 
 def _worker_rate(args) -> float:
@@ -205,13 +208,13 @@ def _worker_rate(args) -> float:
 
 
 def arrangement_rates(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
-                      channels_last: str | bool, pack: int, cores: int) -> tuple[float, float]:
+                      channels_last: str | bool, pack: int, cores: int, compiled: bool = False) -> tuple[float, float]:
     """(one process of ``cores`` threads, ``cores`` single-thread processes side by side): training images per
     second of packs of ``pack`` runs, all runs together, at steady state, each in the precision and memory
-    format the trainer would take for it there."""
+    format the trainer would take for it there, compiled where the runs are."""
     import multiprocessing as mp
 
-    args = (arch, num_classes, in_channels, head, precision, channels_last, pack)
+    args = (arch, num_classes, in_channels, head, precision, channels_last, pack, compiled)
     before = torch.get_num_threads()
     torch.set_num_threads(cores)
     try:
@@ -230,20 +233,23 @@ def arrangement_rates(arch: str, num_classes: int, in_channels: int, head: str, 
 
 def best_arrangement(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
                      channels_last: str | bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES,
-                     say=print) -> dict:
+                     say=print, compiled: bool = False) -> dict:
     """On a CPU of N cores, how a grid trains this network fastest: runs per pack (each of ``packs``) and packs at
     a time (1 process of N threads, or N single-thread processes), by the aggregate training rate of the bare
     step, measured at steady state and cached per machine. Returns {"pack", "workers", "rates": {"K x P": img/s}}.
     Which wins depends on the network and the CPU: packing turns a small network's many tiny operations into
-    fewer larger ones, while a wide one already fills the cores and only loses to grouped convolutions."""
+    fewer larger ones, while a wide one already fills the cores and only loses to grouped convolutions. Runs
+    under torch.compile (``compiled``) are timed compiled, and their choice is cached apart: fusing a pack's many
+    small operations moves where packing stops paying."""
     cores = cores or os.cpu_count() or 1
-    key = _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs)
+    key = _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs, compiled)
     cache = _read_cache()
     if key in cache:
         return cache[key]
     rates = {}
     for pack in packs:
-        one, many = arrangement_rates(arch, num_classes, in_channels, head, precision, channels_last, pack, cores)
+        one, many = arrangement_rates(arch, num_classes, in_channels, head, precision, channels_last, pack, cores,
+                                      compiled)
         rates[f"{pack} x 1"] = one
         if cores > 1:
             rates[f"{pack} x {cores}"] = many
@@ -252,19 +258,21 @@ def best_arrangement(arch: str, num_classes: int, in_channels: int, head: str, p
     choice = {"pack": pack, "workers": workers, "rates": rates}
     cache[key] = choice
     _write_cache(cache)
-    say(f"measured {arch} on {cores} cores (runs per pack x packs at a time: img/s, all runs together): "
+    say(f"measured {arch}{' compiled' if compiled else ''} on {cores} cores (runs per pack x packs at a time: "
+        "img/s, all runs together): "
         + ", ".join(f"{k}: {v:,.0f}" for k, v in rates.items()))
     return choice
 
 
 def cached_arrangement(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
-                       channels_last: str | bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES) -> dict | None:
+                       channels_last: str | bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES,
+                       compiled: bool = False) -> dict | None:
     """best_arrangement's cached answer, or None where this machine has not measured it."""
     key = _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last,
-                           cores or os.cpu_count() or 1, packs)
+                           cores or os.cpu_count() or 1, packs, compiled)
     return _read_cache().get(key)
 
 
-def _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs) -> str:
+def _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs, compiled) -> str:
     return (f"arrangement|{machine_key()}|{arch}|{num_classes}|{in_channels}|{head}|{precision}|{channels_last}|"
-            f"{cores}|{','.join(map(str, packs))}")
+            f"{cores}|{','.join(map(str, packs))}" + ("|compiled" if compiled else ""))
