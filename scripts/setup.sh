@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up a new machine for lossnb: Debian packages (FashionMNIST, npm; Chromium for the tests), a virtualenv
-# in .venv with lossnb installed, and MathJax from npm for the book.
+# Set up a new machine for lossnb: Debian packages (FashionMNIST, npm, a C++ compiler for torch.compile on a CPU;
+# Chromium for the tests), a virtualenv in .venv with lossnb installed, and MathJax from npm for the book.
 #   scripts/setup.sh          what the studies and the book need
 #   scripts/setup.sh --test   also the test runner, the reference libraries the tests compare against, Chromium
 set -euo pipefail
@@ -10,6 +10,7 @@ requirements=requirements.txt
 apt_packages=()
 [ -d /usr/share/datasets/fashion-mnist ] || apt_packages+=(dataset-fashion-mnist)
 command -v npm >/dev/null || apt_packages+=(npm)
+command -v g++ >/dev/null || apt_packages+=(g++)  # inductor builds its CPU kernels with it (`compile: true`)
 if [ "${1:-}" = "--test" ]; then
   requirements=requirements-test.txt
   command -v chromium >/dev/null || apt_packages+=(chromium)
