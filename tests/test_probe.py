@@ -134,7 +134,7 @@ def test_resumed_runs_keep_the_setting_they_began_in(monkeypatch):
     with pytest.raises(ValueError, match="began in different settings .*fp32/channels_last, fp32/nchw"):
         resumed_execution(cfgs, [{"execution": began}, {"execution": other}], CPU, data)
     asked = []  # checkpoints from before settings were recorded: auto as it was resolved then, for one run
-    monkeypatch.setattr("lossnb.trainer.loop.resolve_execution",
+    monkeypatch.setattr("lossnb.trainer.environment.resolve_execution",
                         lambda *a, **k: asked.append(k.get("pack", 1)) or other)
     assert resumed_execution(cfgs, [{"rows": []}, {"rows": []}], CPU, data) == other and asked == [1]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -62,6 +63,12 @@ def resolve_execution(precision: str, channels_last: str, device: torch.device, 
     best = max(allowed, key=allowed.get)
     return {"precision": best.split("/")[0], "channels_last": best.endswith("channels_last"),
             "chosen_by": "bare-step probe on this machine", "probe_rates": measured["rates"]}
+
+
+def run_execution(cfg, data, device: torch.device, pack: int = 1) -> dict:
+    """resolve_execution for runs of ``cfg``'s settings on ``data``, ``pack`` at a time, saying what it measures."""
+    return resolve_execution(cfg.precision, cfg.channels_last, device, cfg.arch, data.num_classes, data.in_channels,
+                             cfg.head, say=lambda line: print(line, file=sys.stderr), pack=pack)
 
 
 def git_commit() -> dict:

@@ -13,7 +13,7 @@ from .. import losses
 from ..data import ImageData, load_dataset
 from . import records
 from .config import RunConfig
-from .environment import resolve_device, resolve_execution
+from .environment import resolve_device, run_execution
 from .metrics import evaluation_metrics, reliability_bins
 from .state import LossFailed, PackRun
 from .workspace import RunBusy, RunFiles, holder_pid, run_locks
@@ -152,9 +152,7 @@ def resumed_execution(cfgs: list[RunConfig], starts: list[dict | None], device, 
     if not begun:
         return None
     if None in begun:  # written before executions were recorded: `auto` then resolved as for one run
-        cfg = cfgs[0]
-        return resolve_execution(cfg.precision, cfg.channels_last, device, cfg.arch, data.num_classes,
-                                 data.in_channels, cfg.head, say=lambda line: print(line, file=sys.stderr))
+        return run_execution(cfgs[0], data, device)
     settings = sorted({f"{e['precision']}/{'channels_last' if e['channels_last'] else 'nchw'}" for e in begun})
     if len(settings) > 1:
         raise ValueError(f"{cfgs[0].run_path()} and its pack-mates began in different settings "

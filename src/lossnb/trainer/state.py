@@ -16,7 +16,7 @@ from ..data import CropWindows, EpochPlan, ImageData, normalize, pad_images
 from ..data.augment import PADDING
 from ..models import get_model
 from .config import RunConfig
-from .environment import resolve_execution
+from .environment import run_execution
 from .graphs import GraphedSteps, use_cuda_graphs
 from .pack import Pack
 from .sgd import SGD
@@ -47,9 +47,7 @@ class PackRun:
         """``execution``: the precision and memory format the runs resume in (as they began); else resolved."""
         self.cfgs, self.data, self.device, self.k = cfgs, data, device, len(cfgs)
         cfg = cfgs[0]
-        self.execution = execution or resolve_execution(
-            cfg.precision, cfg.channels_last, device, cfg.arch, data.num_classes, data.in_channels, cfg.head,
-            say=lambda line: print(line, file=sys.stderr), pack=self.k)
+        self.execution = execution or run_execution(cfg, data, device, pack=self.k)
         self.precision, self.channels_last = self.execution["precision"], self.execution["channels_last"]
         print(f"{self.precision}, {'channels_last' if self.channels_last else 'NCHW'} "
               f"({self.execution['chosen_by']}), {torch.get_num_threads()} thread(s) on {device}", file=sys.stderr)
