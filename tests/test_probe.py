@@ -216,6 +216,20 @@ def test_a_reading_is_the_best_of_its_repeats_after_the_warm_up(monkeypatch):
     assert clock["n"] == probe.WARMUP_STEPS + probe.REPEATS * probe.STEPS
 
 
+def test_a_first_step_that_compiles_does_not_shorten_the_windows(monkeypatch):
+    """A compiled step's first call takes 30 s, the others 10 ms: the windows still hold STEPS steps each."""
+    monkeypatch.setattr(probe, "STEPS", 100)
+    clock = {"t": 0.0, "n": 0}
+
+    def step():
+        clock["n"] += 1
+        clock["t"] += 30.0 if clock["n"] == 1 else 0.01
+
+    monkeypatch.setattr(probe.time, "perf_counter", lambda: clock["t"])
+    assert probe.steady_rate(step, 128) == pytest.approx(128 / 0.01)
+    assert clock["n"] == probe.WARMUP_STEPS + probe.REPEATS * probe.STEPS
+
+
 @pytest.mark.slow
 def test_the_arrangement_is_the_fastest_of_the_rates_it_measured(tmp_path, monkeypatch):
     monkeypatch.setenv("LOSSNB_CACHE", str(tmp_path))

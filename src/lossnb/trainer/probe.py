@@ -79,10 +79,11 @@ def _step(model, opt, x, y, precision: str):
 def steady_rate(step, images_per_step: int) -> float:
     """Images per second of ``step()`` at steady state: WARMUP_STEPS, then the best of REPEATS timed windows."""
     warm = min(WARMUP_STEPS, STEPS)
+    step()  # the first call pays what is paid once (a compile, a kernel choice): no estimate of a step's time
     started = time.perf_counter()
-    for _ in range(warm):
+    for _ in range(warm - 1):
         step()
-    per_step = (time.perf_counter() - started) / warm  # an overestimate: warm-up steps are the slow ones
+    per_step = (time.perf_counter() - started) / max(1, warm - 1)  # an overestimate: warm-up steps are the slow ones
     steps = max(1, min(STEPS, int(MAX_REPEAT_SECONDS / per_step)))
     best = float("inf")
     for _ in range(REPEATS):
