@@ -228,6 +228,9 @@ def test_a_first_step_that_compiles_does_not_shorten_the_windows(monkeypatch):
     monkeypatch.setattr(probe.time, "perf_counter", lambda: clock["t"])
     assert probe.steady_rate(step, 128) == pytest.approx(128 / 0.01)
     assert clock["n"] == probe.WARMUP_STEPS + probe.REPEATS * probe.STEPS
+    monkeypatch.setattr(probe, "STEPS", 1)  # the shortest reading: one warm-up step, nothing to estimate from
+    clock["n"] = 0
+    assert probe.steady_rate(step, 128) == pytest.approx(128 / 0.01)
 
 
 @pytest.mark.slow
