@@ -84,7 +84,7 @@ def steady_rate(step, images_per_step: int) -> float:
     for _ in range(warm - 1):
         step()
     per_step = (time.perf_counter() - started) / max(1, warm - 1)  # an overestimate: warm-up steps are the slow ones
-    steps = max(1, min(STEPS, int(MAX_REPEAT_SECONDS / per_step))) if per_step > 0 else STEPS  # none timed: 1 step
+    steps = max(1, min(STEPS, int(MAX_REPEAT_SECONDS / per_step))) if per_step > 0 else STEPS  # none timed: STEPS
     best = float("inf")
     for _ in range(REPEATS):
         started = time.perf_counter()
