@@ -282,7 +282,7 @@ def arrangement_rows(archs, cores, model_steps):
             for mode, choice in choices.items():
                 rounds[mode].append(measure_many(choice["workers"], cores // choice["workers"], "pack", arch, "cpu",
                                                  choice["pack"], False, prep, "fp32", "on", False, mode == "compiled"))
-        solo = max(solos)
+        solo, flops = max(solos), _flops_per_image(arch)
         row = {"arch": arch, "image_prep": prep, "solo_bare_step_images_per_second": solo,
                "solo_bare_step_setting": best, "solo_bare_step_rounds": solos}
         for mode, choice in choices.items():
@@ -290,7 +290,7 @@ def arrangement_rows(archs, cores, model_steps):
             rate, k, workers = _packs_total(packs), choice["pack"], choice["workers"]
             bare_packed = choice["rates"][f"{k} x {workers}"]  # the arrangement's own reading of its bare step
             solo_same = max(choice["rates"]["1 x 1"], choice["rates"].get(f"1 x {cores}", 0))  # one run, all cores
-            gflops = rate * _flops_per_image(arch) / 1e9
+            gflops = rate * flops / 1e9
             row[mode] = {
                 "arrangement": choice, "lossnb_epoch_images_per_second": rate, "lossnb_packs": packs,
                 "lossnb_rounds": [_packs_total(r) for r in rounds[mode]], "vs_solo_bare_step": rate / solo,
