@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossnb.data import (ChecksumMismatch, DatasetNotFound, EpochPlan, crop_flip, load_dataset, pad_images,
+from lossnb.data import (ChecksumMismatch, CropWindows, DatasetNotFound, EpochPlan, crop_flip, load_dataset, pad_images,
                          read_cifar, read_idx)
 from lossnb.data import readers
 from lossnb.data.readers import DEBIAN_FASHION_MNIST
@@ -238,6 +238,37 @@ def test_crop_matches_torchvision_for_each_image_its_offsets_and_flip():
     both = EpochPlan.stack(plans)
     stacked = crop_flip(pad_images(x), both.order, both.dy, both.dx, both.flip)
     assert torch.equal(stacked[0], out) and torch.equal(stacked[1], _augment(x, 1, 0)[0])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("source_channels, channels", [(3, 3), (1, 3), (1, 1)])
+def test_a_packs_batch_holds_each_runs_torchvision_crops_in_its_channel_block(channels_last, source_channels,
+                                                                              channels):
+    """The step's input for K runs: image b of the batch holds run k's crop (its own image, offsets, flip) in
+    channels k*C..(k+1)*C, gray images repeated to the model's C channels, contiguous in the memory format asked."""
+    import torchvision.transforms.v2.functional as TF
+
+    x = torch.randint(1, 256, (24, source_channels, 32, 32), dtype=torch.uint8)
+    plans = EpochPlan.stack([EpochPlan.draw(seed, 0, 24, torch.device("cpu")) for seed in (0, 1, 2)])
+    windows = CropWindows(pad_images(x), channels=channels, channels_last=channels_last)
+    start, size = 5, 16  # a slice of the epoch, as a step takes it
+    offsets = windows.offsets(plans.order, plans.dy, plans.dx, plans.flip).t()[start:start + size]
+    got = windows.batch(offsets)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert got.shape == (size, 3 * channels, 32, 32) and got.is_contiguous(memory_format=layout)
+    for b in range(size):
+        i = start + b
+        want = []
+        for k in range(3):
+            img = TF.crop(TF.pad(x[plans.order[k, i]], [4]), int(plans.dy[k, i]), int(plans.dx[k, i]), 32, 32)
+            img = TF.horizontal_flip(img) if plans.flip[k, i] else img
+            want.append(img.expand(channels, 32, 32))
+        assert torch.equal(got[b], torch.cat(want).float())
+
+
+def test_images_of_several_channels_are_not_read_as_another_count():
+    with pytest.raises(ValueError, match="3-channel images cannot be read as 1 channels"):
+        CropWindows(pad_images(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)), channels=1)
 
 
 # ---------------------------------------------------------------- the benchmark's FashionMNIST task, and bad data

@@ -57,26 +57,68 @@ def pad_images(x: torch.Tensor, padding: int = PADDING) -> torch.Tensor:
 
 
 class CropWindows:
-    """Every crop of a set of padded images, both ways round, as one strided view: a batch of crops is then one
-    indexing copy (no index tensors the size of the batch's pixels, as two gathers would build: faster on a
-    CPU). A flipped crop at offset dx is the crop of the mirrored image at 2p - dx, so the mirrored
-    images are kept beside the originals (twice the padded images' memory)."""
+    """Every crop of a set of padded images, both ways round, gathered by one index_select a batch.
 
-    def __init__(self, padded: torch.Tensor, padding: int = PADDING):
-        self.padding = padding
+    A flipped crop at offset dx is the crop of the mirrored image at 2p - dx, so the mirrored images are kept beside
+    the originals (twice the padded images' memory). Over them lies a view in which row m is the crop whose first
+    pixel is element m: a crop is then one offset (which image, mirrored or not, dy, column), computed once an epoch,
+    and a batch is one index_select over those rows, which copies it straight into the layout the model reads: the
+    model's channels (gray images read as often as it has channels, as resize-rgb repeats them) in either memory
+    format. Written by hand because no library gathers crops without index tensors the size of the batch's pixels;
+    one offset a crop makes a batch's gather a few whole-row copies on a CPU.
+    """
+
+    def __init__(self, padded: torch.Tensor, padding: int = PADDING, channels: int | None = None,
+                 channels_last: bool = False):
+        """``padded``: (N, C, H + 2p, W + 2p) images; ``channels``: the model's (C, or any number if C is 1);
+        ``channels_last``: batches come in that memory format."""
+        c = padded.shape[1]
+        self.channels = channels or c
+        if self.channels != c and c != 1:
+            raise ValueError(f"{c}-channel images cannot be read as {self.channels} channels")
+        self.padding, self.channels_last = padding, channels_last
         self.height, self.width = padded.shape[-2] - 2 * padding, padded.shape[-1] - 2 * padding
-        self.both = torch.stack([padded, padded.flip(-1)])  # (2, N, C, H+2p, W+2p)
-        self.windows = self.both.unfold(-2, self.height, 1).unfold(-2, self.width, 1)  # (2, N, C, 2p+1, 2p+1, H, W)
+        self.both = torch.stack([padded, padded.flip(-1)])  # (2, N, C, H+2p, W+2p), contiguous
+        s_flip, s_image, s_channel, self.s_row, self.s_col = self.both.stride()
+        self.s_flip, self.s_image = s_flip, s_image
+        s_channel = s_channel if c > 1 else 0  # one gray channel, read once per model channel
+        if channels_last:
+            size, stride = (self.height, self.width, self.channels), (self.s_row, self.s_col, s_channel)
+        else:
+            size, stride = (self.channels, self.height, self.width), (s_channel, self.s_row, self.s_col)
+        extent = sum((n - 1) * st for n, st in zip(size, stride))  # last element of a crop, from its first
+        self.crop_size = size
+        self.rows = self.both.view(-1).as_strided((self.both.numel() - extent, *size), (1, *stride))
 
     @property
     def images(self) -> torch.Tensor:
         """The padded images as given."""
         return self.both[0]
 
+    def offsets(self, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        """Each crop's first element: images ``index`` at offsets (dy, dx), mirrored where ``flip`` (any shape)."""
+        column = torch.where(flip, 2 * self.padding - dx, dx)
+        return flip.long() * self.s_flip + index * self.s_image + dy * self.s_row + column * self.s_col
+
+    def gather(self, offsets: torch.Tensor) -> torch.Tensor:
+        """The crops at ``offsets`` of any shape S: (*S, C, H, W), in the memory format asked for."""
+        out = self.rows.index_select(0, offsets.reshape(-1)).view(*offsets.shape, *self.crop_size)
+        return out.movedim(-1, -3) if self.channels_last else out
+
+    def batch(self, offsets: torch.Tensor) -> torch.Tensor:
+        """A pack's input from its runs' crops, ``offsets`` (B, K): (B, K*C, H, W), run k's crops in channel block
+        k, contiguous in the memory format asked for (one copy; a second only for K > 1 in channels_last)."""
+        b, k = offsets.shape
+        rows = self.rows.index_select(0, offsets.reshape(-1))
+        if not self.channels_last:
+            return rows.view(b, k * self.channels, self.height, self.width)
+        if k > 1:  # each pixel's channels: run 0's, then run 1's...
+            rows = rows.view(b, k, self.height, self.width, self.channels).permute(0, 2, 3, 1, 4).contiguous()
+        return rows.view(b, self.height, self.width, k * self.channels).permute(0, 3, 1, 2)
+
     def crops(self, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         """Crops of images ``index`` at offsets (dy, dx), mirrored where ``flip``: any shape S -> (*S, C, H, W)."""
-        column = torch.where(flip, 2 * self.padding - dx, dx)
-        return self.windows[flip.long(), index, :, dy, column]
+        return self.gather(self.offsets(index, dy, dx, flip))
 
 
 def crop_flip(padded: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,

@@ -4,6 +4,7 @@ inside an epoch, evaluation, and freezing a member that diverged. On CUDA the st
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import sys
 
@@ -72,15 +73,19 @@ class PackRun:
         # The training images, padded and normalised once (each pixel as normalize would make it in every step,
         # the padding as the zero pixels it is): a step only gathers its crops. Images whose channels are copies
         # of one (gray repeated to 3, as resize-rgb makes them; their statistics are equal too) are kept and
-        # cropped as one channel, expanded to the model's channels after: the same numbers at a third of the work.
+        # cropped as one channel, read as the model's channels by the gather: the same numbers at a third of the work.
         padded = pad_images(single_channel(data.train_x)).to(device)
         self.in_channels = data.in_channels
         c = padded.shape[1]
-        self.train_crops = CropWindows(normalize(padded, self.mean[:c], self.std[:c]))
+        self.train_crops = CropWindows(normalize(padded, self.mean[:c], self.std[:c]), channels=self.in_channels,
+                                       channels_last=self.channels_last)
         self.test_x = single_channel(data.test_x).to(device)
         self.train_y, self.test_y = data.train_y.to(device), data.test_y.to(device)
         n = len(self.train_y)
         self.plan = EpochPlan.stack([EpochPlan.draw(c.seed, 0, n, device, data.flip) for c in cfgs])
+        # the plan as the step reads it, set each epoch: each position's crop per run, and its target
+        self.offsets = torch.zeros((n, self.k), dtype=torch.long, device=device)
+        self.epoch_y = torch.zeros((self.k, n), dtype=self.train_y.dtype, device=device)
         self.cursor = torch.zeros((), dtype=torch.long, device=device)  # position in the epoch
         self.step_index = torch.zeros((), dtype=torch.long, device=device)
         self.loss_sum = torch.zeros(self.k, device=device)
@@ -107,16 +112,15 @@ class PackRun:
         return contextlib.nullcontext()
 
     # ------------------------------------------------------------ one step (eager, or captured in a graph)
-    def step(self, batch: int, config: dict) -> None:
-        position = self.cursor + torch.arange(batch, device=self.device)
-        order = self.plan.order.index_select(1, position)  # (K, B)
-        x = self.train_crops.crops(order, self.plan.dy.index_select(1, position),
-                                   self.plan.dx.index_select(1, position), self.plan.flip.index_select(1, position))
-        x = x.expand(*x.shape[:2], self.in_channels, *x.shape[-2:])  # (K, B, C, H, W), normalised
-        x = x.transpose(0, 1).reshape(batch, -1, *x.shape[-2:])  # run k's images in channel block k
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = self.train_y[order]
+    def step(self, batch: int, config: dict, start: int | None = None) -> None:
+        """One batch for every run. ``start``: its first position in the epoch, where the host knows it (then the
+        plan is sliced); None inside a CUDA graph, whose replays read it from the device's cursor."""
+        if start is None:
+            position = self.cursor + torch.arange(batch, device=self.device)
+            offsets, y = self.offsets.index_select(0, position), self.epoch_y.index_select(1, position)
+        else:
+            offsets, y = self.offsets[start:start + batch], self.epoch_y[:, start:start + batch]
+        x = self.train_crops.batch(offsets)  # (B, K*C, H, W) normalised, run k's images in channel block k
         with self.autocast():
             logits = self.forward(x)
             # counted before any loss sees the logits: a loss that writes into them cannot change the record
@@ -158,8 +162,10 @@ class PackRun:
         n = len(self.train_y)
         lr = cosine_lr(self.cfgs[0].lr, epoch, self.cfgs[0].epochs)
         self.sgd.set_lr(lr)
-        self.plan.copy_(EpochPlan.stack([EpochPlan.draw(c.seed, epoch, n, self.device, self.data.flip)
-                                         for c in self.cfgs]))
+        plan = EpochPlan.stack([EpochPlan.draw(c.seed, epoch, n, self.device, self.data.flip) for c in self.cfgs])
+        self.plan.copy_(plan)  # in place, as every tensor below: a captured CUDA graph reads them
+        self.offsets.copy_(self.train_crops.offsets(plan.order, plan.dy, plan.dx, plan.flip).t())
+        self.epoch_y.copy_(self.train_y[plan.order])
         for t in (self.cursor, self.step_index, self.loss_sum, self.correct):
             t.zero_()
         self.host_step = 0  # for messages only (a graph replays steps without Python)
@@ -168,10 +174,12 @@ class PackRun:
         config = {"num_classes": self.data.num_classes, "epoch": epoch, "total_epochs": self.cfgs[0].epochs}
         self.pack.train()
         sizes = self.batches()
-        steps = self._graphed_steps(sizes, config) if self.graphs else (lambda size: self.step(size, config))
+        steps = self._graphed_steps(sizes, config) if self.graphs else self._eager_steps(config)
         # the per-step bar only where someone watches (a log file keeps the per-epoch bar)
-        for size in tqdm(sizes, desc=f"epoch {epoch + 1}", leave=False, disable=not (progress and sys.stderr.isatty())):
-            steps(size)
+        starts = itertools.accumulate(sizes, initial=0)
+        for size, start in tqdm(zip(sizes, starts), desc=f"epoch {epoch + 1}", total=len(sizes), leave=False,
+                                disable=not (progress and sys.stderr.isatty())):
+            steps(size, start)
         seen = sum(sizes)
         loss_sum, correct = self.loss_sum.tolist(), self.correct.tolist()
         return [{"lr": lr, "train_loss": loss_sum[k] / seen, "train_acc": correct[k] / seen} for k in range(self.k)]
@@ -185,13 +193,17 @@ class PackRun:
         """This epoch's graphs; if capture fails on this machine (a loss that syncs with the host, a driver
         limit), the pack says why and trains on eagerly, and its records say it ran without graphs."""
         try:
-            return self.graphs.epoch(sizes, config)
+            replay = self.graphs.epoch(sizes, config)
+            return lambda size, start: replay(size)
         except RuntimeError as err:
             torch.cuda.synchronize(self.device)
             print(f"CUDA graph capture failed ({str(err).splitlines()[0][:200]}); training on without graphs",
                   file=sys.stderr)
             self.graphs = None
-            return lambda size: self.step(size, config)
+            return self._eager_steps(config)
+
+    def _eager_steps(self, config: dict):
+        return lambda size, start: self.step(size, config, start)
 
     # ------------------------------------------------------------ evaluation
     def test_logits(self) -> torch.Tensor:
