@@ -14,18 +14,18 @@ evaluation), as a run pays both every epoch. On CUDA, each K also runs without C
 
 On a CPU the same run first compares lossnb with the model's own step, per task (the ConvNet on 1- and 3-channel
 images, ResNet-20): the bare step (forward, cross-entropy, backward, torch.optim.SGD on one fixed batch) in each
-precision and memory format, the one `auto` takes (the fastest where bf16 agrees with fp32), and lossnb's
-training epoch in that setting as a share of it (`vs_model_step`; `epoch_vs_model_step` counts the evaluation
-too). The ratio divides by a window of the bare step (120 steps after 10 warm-up steps, the best of 3) timed in
-the same process between lossnb's epochs: this shared machine's speed drifts by a third over minutes, so figures
-taken apart do not divide. Each bare-step reading of the probe (10 warm-up steps, best of 3 windows of 100 steps)
-is recorded beside this benchmark's own reading of the auto setting. Then, for the networks the grid packs on a
-CPU (convnet_bn), the arrangement the grid measures and takes (runs per pack x packs at a time), lossnb's real
-epochs in it against the best steady-state solo bare step on all cores (the two in alternating rounds, the best of
-each), the bare packed step's own ratio (the ceiling lossnb's loop works under), and what bounds the figure;
-then the same for runs under torch.compile (`compile: true`, an execution setting: inductor's fused kernels sum in
-another order, as a memory format does), whose arrangement the grid measures compiled. The CPU's instruction-set
-flags are recorded beside the figures.
+precision and memory format, the one `auto` takes (the fastest where bf16 agrees with fp32), and lossnb's training
+epoch in that setting as a share of it (`vs_model_step`; `epoch_vs_model_step` counts the evaluation too). The ratio
+divides by a window of the bare step (120 steps after 10 warm-up steps) timed in the same process after each of
+lossnb's epochs, in ROUNDS_BESIDE rounds: the best of each, and each round's own ratio with their median (this
+shared machine's speed drifts by a third over minutes, so figures taken apart do not divide). Each bare-step reading
+of the probe (10 warm-up steps, best of 3 windows of 100 steps) is recorded beside this benchmark's own reading of
+the auto setting. Then, for the networks the grid packs on a CPU (convnet_bn), the arrangement the grid measures and
+takes (runs per pack x packs at a time), lossnb's real epochs in it against the best steady-state solo bare step on
+all cores (the two in alternating rounds, the best of each), the bare packed step's own ratio (the ceiling lossnb's
+loop works under), and what bounds the figure; then the same for runs under torch.compile (`compile: true`, an
+execution setting: inductor's fused kernels sum in another order, as a memory format does), whose arrangement the
+grid measures compiled. The CPU's instruction-set flags are recorded beside the figures.
 
 Limits measured in the same run (CUDA): device-to-device copy bandwidth and a bf16 8192^3 matmul rate; with
 the FLOPs of one training image (forward + backward, counted by torch.utils.flop_counter), each figure's
@@ -58,6 +58,9 @@ CPU_TASKS = (("convnet", "pad", 1), ("convnet", "resize-rgb", 3), ("convnet_bn",
 # networks whose CPU arrangement (runs per pack x packs at a time) the grid measures and this benchmark checks
 ARRANGED = (("convnet_bn", "resize-rgb", 3),)
 STEADY_STEPS = 120  # the reference reading of a bare step: 10 warm-up steps, then the best of 3 windows of this many
+# rounds of (lossnb's epoch, a bare window) in the model-step comparison: on this shared machine one round's ratio
+# moves by a fifth, so the median of several is the figure to read beside the best of each
+ROUNDS_BESIDE = 7
 
 
 def _cpu_flags():
@@ -132,7 +135,8 @@ def _pack(arch, device, k, graphs, prep="resize-rgb", precision="auto", channels
     from lossnb.trainer import RunConfig
     from lossnb.trainer.state import PackRun
 
-    cfgs = [RunConfig(arch=arch, dataset="fashionmnist", loss="ce", seed=s, image_prep=prep, epochs=1 + REPEATS,
+    rounds = ROUNDS_BESIDE if beside else REPEATS
+    cfgs = [RunConfig(arch=arch, dataset="fashionmnist", loss="ce", seed=s, image_prep=prep, epochs=1 + rounds,
                       device=device, cuda_graphs="auto" if graphs else "off", precision=precision,
                       channels_last=channels_last, compile=compiled) for s in range(k)]
     full = load_dataset("fashionmnist", "data", prep=prep)  # data/fashion-mnist/, else Debian's
@@ -143,25 +147,30 @@ def _pack(arch, device, k, graphs, prep="resize-rgb", precision="auto", channels
     run.train_epoch(0, progress=False)  # warm-up
     run.test_logits()
     _sync(device)
-    train_seconds = eval_seconds = bare_seconds = float("inf")
-    for epoch in range(1, 1 + REPEATS):  # the fastest of a few: a shared machine's neighbours only slow a run down
+    trains, evals, bares = [], [], []
+    for epoch in range(1, 1 + rounds):  # the fastest of a few: a shared machine's neighbours only slow a run down
         started = time.perf_counter()
         run.train_epoch(epoch, progress=False)
         _sync(device)
-        train_seconds = min(train_seconds, time.perf_counter() - started)
+        trains.append(time.perf_counter() - started)
         started = time.perf_counter()
         run.test_logits()
         _sync(device)
-        eval_seconds = min(eval_seconds, time.perf_counter() - started)
+        evals.append(time.perf_counter() - started)
         if bare:
-            bare_seconds = min(bare_seconds, bare())
+            bares.append(bare())
+    train_seconds, eval_seconds = min(trains), min(evals)
     # a real epoch: all 60,000 training images at the timed rate, then one evaluation
     epoch_seconds = train_seconds * len(full.train_y) / n + eval_seconds
+    rounds_of = {"training_rounds_images_per_second": [k * n / t for t in trains],
+                 "epoch_rounds_images_per_second": [k * len(full.train_y) / (t * len(full.train_y) / n + e)
+                                                    for t, e in zip(trains, evals)],
+                 "bare_step_beside_rounds_images_per_second": [STEADY_STEPS * 128 / b for b in bares]}
     return {"images_per_second": k * len(full.train_y) / epoch_seconds, "runs": k,
             "training_only_images_per_second": k * n / train_seconds, "evaluation_seconds": eval_seconds,
             "epoch_seconds": epoch_seconds, "precision": run.precision, "channels_last": run.channels_last,
             "cuda_graphs": run.graphs is not None, "compiled": compiled, "training_images_timed": k * n,
-            **({"bare_step_beside_images_per_second": STEADY_STEPS * 128 / bare_seconds} if bare else {})}
+            **({"bare_step_beside_images_per_second": STEADY_STEPS * 128 / min(bares), **rounds_of} if bare else {})}
 
 
 def _bare_window(arch, channels, precision, channels_last):
@@ -227,15 +236,23 @@ def model_step_rows(archs, threads):
         lossnb = measure("pack", arch, "cpu", 1, False, prep, precision, "on" if layout == "channels_last" else "off",
                          True)
         bare = lossnb["bare_step_beside_images_per_second"]  # the step's reading taken between lossnb's epochs
+        beside = lossnb["bare_step_beside_rounds_images_per_second"]
+        training, epoch = (round_ratios(lossnb[f"{part}_rounds_images_per_second"], beside)
+                           for part in ("training", "epoch"))
         row = {"arch": arch, "image_prep": prep, "channels": channels, "threads": threads, **step, "lossnb": lossnb,
                "vs_model_step": lossnb["training_only_images_per_second"] / bare,
                "epoch_vs_model_step": lossnb["images_per_second"] / bare,
+               "training_round_ratios": training["round_ratios"], "median_round_vs_model_step":
+                   training["median_round_ratio"], "epoch_round_ratios": epoch["round_ratios"],
+               "median_round_epoch_vs_model_step": epoch["median_round_ratio"],
                "epoch_vs_probe_reading": lossnb["images_per_second"] / step["probe_reading"]}
         rows.append(row)
         print(f"{arch:<10} {prep:<10} bare " + ", ".join(f"{k} {v:,.0f}" for k, v in step["rates"].items())
               + f" | auto {step['auto']} (probe/{STEADY_STEPS}-step reading {step['probe_vs_steady']:.2f}) | lossnb "
               f"training {lossnb['training_only_images_per_second']:,.0f} img/s = {row['vs_model_step']:.2f}x the "
-              f"bare step timed between its epochs ({bare:,.0f}), epoch {row['epoch_vs_model_step']:.2f}x", flush=True)
+              f"bare step timed between its epochs ({bare:,.0f}), epoch {row['epoch_vs_model_step']:.2f}x; round by "
+              f"round, median {row['median_round_vs_model_step']:.2f}x and {row['median_round_epoch_vs_model_step']:.2f}x",
+              flush=True)
     return rows
 
 
