@@ -62,32 +62,27 @@ class CropWindows:
     A flipped crop at offset dx is the crop of the mirrored image at 2p - dx, so the mirrored images are kept beside
     the originals (twice the padded images' memory). Over them lies a view in which row m is the crop whose first
     pixel is element m: a crop is then one offset (which image, mirrored or not, dy, column), computed once an epoch,
-    and a batch is one index_select over those rows, which copies it straight into the layout the model reads: the
-    model's channels (gray images read as often as it has channels, as resize-rgb repeats them) in either memory
-    format. Written by hand because no library gathers crops without index tensors the size of the batch's pixels;
-    one offset a crop makes a batch's gather a few whole-row copies on a CPU.
+    and a batch's crops are one index_select of whole image rows. Written by hand because no library gathers crops
+    without index tensors the size of the batch's pixels. A pack's input is then made in the layout the model reads:
+    the model's channels (gray images repeated to as many as it has, as resize-rgb makes them) in either memory
+    format, by copies that each follow few strides (on a CPU one copy into channels_last that repeats a gray
+    channel for each of K runs costs several times two simple ones).
     """
 
     def __init__(self, padded: torch.Tensor, padding: int = PADDING, channels: int | None = None,
                  channels_last: bool = False):
         """``padded``: (N, C, H + 2p, W + 2p) images; ``channels``: the model's (C, or any number if C is 1);
-        ``channels_last``: batches come in that memory format."""
-        c = padded.shape[1]
-        self.channels = channels or c
-        if self.channels != c and c != 1:
-            raise ValueError(f"{c}-channel images cannot be read as {self.channels} channels")
+        ``channels_last``: a pack's batches come in that memory format."""
+        self.source_channels = padded.shape[1]
+        self.channels = channels or self.source_channels
+        if self.channels != self.source_channels and self.source_channels != 1:
+            raise ValueError(f"{self.source_channels}-channel images cannot be read as {self.channels} channels")
         self.padding, self.channels_last = padding, channels_last
         self.height, self.width = padded.shape[-2] - 2 * padding, padded.shape[-1] - 2 * padding
         self.both = torch.stack([padded, padded.flip(-1)])  # (2, N, C, H+2p, W+2p), contiguous
-        s_flip, s_image, s_channel, self.s_row, self.s_col = self.both.stride()
-        self.s_flip, self.s_image = s_flip, s_image
-        s_channel = s_channel if c > 1 else 0  # one gray channel, read once per model channel
-        if channels_last:
-            size, stride = (self.height, self.width, self.channels), (self.s_row, self.s_col, s_channel)
-        else:
-            size, stride = (self.channels, self.height, self.width), (s_channel, self.s_row, self.s_col)
+        self.s_flip, self.s_image, s_channel, self.s_row, self.s_col = self.both.stride()
+        size, stride = (self.source_channels, self.height, self.width), (s_channel, self.s_row, self.s_col)
         extent = sum((n - 1) * st for n, st in zip(size, stride))  # last element of a crop, from its first
-        self.crop_size = size
         self.rows = self.both.view(-1).as_strided((self.both.numel() - extent, *size), (1, *stride))
 
     @property
@@ -101,24 +96,26 @@ class CropWindows:
         return flip.long() * self.s_flip + index * self.s_image + dy * self.s_row + column * self.s_col
 
     def gather(self, offsets: torch.Tensor) -> torch.Tensor:
-        """The crops at ``offsets`` of any shape S: (*S, C, H, W), in the memory format asked for."""
-        out = self.rows.index_select(0, offsets.reshape(-1)).view(*offsets.shape, *self.crop_size)
-        return out.movedim(-1, -3) if self.channels_last else out
-
-    def batch(self, offsets: torch.Tensor) -> torch.Tensor:
-        """A pack's input from its runs' crops, ``offsets`` (B, K): (B, K*C, H, W), run k's crops in channel block
-        k, contiguous in the memory format asked for (one copy; a second only for K > 1 in channels_last)."""
-        b, k = offsets.shape
-        rows = self.rows.index_select(0, offsets.reshape(-1))
-        if not self.channels_last:
-            return rows.view(b, k * self.channels, self.height, self.width)
-        if k > 1:  # each pixel's channels: run 0's, then run 1's...
-            rows = rows.view(b, k, self.height, self.width, self.channels).permute(0, 2, 3, 1, 4).contiguous()
-        return rows.view(b, self.height, self.width, k * self.channels).permute(0, 3, 1, 2)
+        """The crops at ``offsets`` of any shape S: (*S, C, H, W), the images' own channels, contiguous."""
+        return self.rows.index_select(0, offsets.reshape(-1)).view(*offsets.shape, *self.rows.shape[1:])
 
     def crops(self, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         """Crops of images ``index`` at offsets (dy, dx), mirrored where ``flip``: any shape S -> (*S, C, H, W)."""
         return self.gather(self.offsets(index, dy, dx, flip))
+
+    def batch(self, offsets: torch.Tensor) -> torch.Tensor:
+        """A pack's input from its runs' crops, ``offsets`` (B, K): (B, K*C, H, W) with the model's C channels, run
+        k's crops in channel block k, contiguous in the memory format asked for."""
+        b, k = offsets.shape
+        crops = self.gather(offsets)  # (B, K, C_source, H, W)
+        shape = (b, k, self.channels, self.height, self.width)
+        if not self.channels_last:
+            return crops.expand(shape).reshape(b, -1, self.height, self.width).contiguous()
+        crops = crops.permute(0, 3, 4, 1, 2)  # (B, H, W, K, C_source)
+        if k > 1 or self.source_channels > 1:  # the runs' pixels side by side first (for K = 1 gray, a view already)
+            crops = crops.contiguous()
+        crops = crops.expand(b, self.height, self.width, k, self.channels).contiguous()  # then gray repeated
+        return crops.view(b, self.height, self.width, -1).permute(0, 3, 1, 2)
 
 
 def crop_flip(padded: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
