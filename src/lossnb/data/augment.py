@@ -65,8 +65,7 @@ class CropWindows:
     and a batch's crops are one index_select of whole image rows. Written by hand because no library gathers crops
     without index tensors the size of the batch's pixels. A pack's input is then made in the layout the model reads:
     the model's channels (gray images repeated to as many as it has, as resize-rgb makes them) in either memory
-    format, by copies that each follow few strides (on a CPU one copy into channels_last that repeats a gray
-    channel for each of K runs costs several times two simple ones).
+    format (pack_layout).
     """
 
     def __init__(self, padded: torch.Tensor, padding: int = PADDING, channels: int | None = None,
@@ -104,18 +103,22 @@ class CropWindows:
         return self.gather(self.offsets(index, dy, dx, flip))
 
     def batch(self, offsets: torch.Tensor) -> torch.Tensor:
-        """A pack's input from its runs' crops, ``offsets`` (B, K): (B, K*C, H, W) with the model's C channels, run
-        k's crops in channel block k, contiguous in the memory format asked for."""
-        b, k = offsets.shape
-        crops = self.gather(offsets)  # (B, K, C_source, H, W)
-        shape = (b, k, self.channels, self.height, self.width)
-        if not self.channels_last:
-            return crops.expand(shape).reshape(b, -1, self.height, self.width).contiguous()
-        crops = crops.permute(0, 3, 4, 1, 2)  # (B, H, W, K, C_source)
-        if k > 1 or self.source_channels > 1:  # the runs' pixels side by side first (for K = 1 gray, a view already)
-            crops = crops.contiguous()
-        crops = crops.expand(b, self.height, self.width, k, self.channels).contiguous()  # then gray repeated
-        return crops.view(b, self.height, self.width, -1).permute(0, 3, 1, 2)
+        """A pack's input from its runs' crops, ``offsets`` (B, K): see pack_layout."""
+        return pack_layout(self.gather(offsets), self.channels, self.channels_last)
+
+
+def pack_layout(images: torch.Tensor, channels: int, channels_last: bool) -> torch.Tensor:
+    """K runs' images (B, K, C_source, H, W) as a pack's input: (B, K*C, H, W) with the model's C channels (gray
+    images repeated), run k's in channel block k, contiguous in the memory format asked for. On a CPU one copy into
+    channels_last that both interleaves K runs and repeats a gray channel costs several times two simple ones."""
+    b, k, c, h, w = images.shape
+    if not channels_last:
+        return images.expand(b, k, channels, h, w).reshape(b, -1, h, w).contiguous()
+    images = images.permute(0, 3, 4, 1, 2)  # (B, H, W, K, C_source)
+    if k > 1 or c > 1:  # the runs' pixels side by side first (for one run of gray images, a view already)
+        images = images.contiguous()
+    images = images.expand(b, h, w, k, channels).contiguous()  # then gray repeated
+    return images.view(b, h, w, -1).permute(0, 3, 1, 2)
 
 
 def crop_flip(padded: torch.Tensor, index: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,

@@ -14,7 +14,7 @@ from tqdm import tqdm  # text bars: tqdm.auto would need ipywidgets (and a CDN) 
 
 from .. import losses
 from ..data import CropWindows, EpochPlan, ImageData, normalize, pad_images
-from ..data.augment import PADDING
+from ..data.augment import PADDING, pack_layout
 from ..models import get_model
 from .config import RunConfig
 from .environment import run_execution
@@ -79,7 +79,8 @@ class PackRun:
         c = padded.shape[1]
         self.train_crops = CropWindows(normalize(padded, self.mean[:c], self.std[:c]), channels=self.in_channels,
                                        channels_last=self.channels_last)
-        self.test_x = single_channel(data.test_x).to(device)
+        test = single_channel(data.test_x).to(device)  # normalised once, as the training images: each epoch reads them
+        self.test_images = normalize(test, self.mean[:test.shape[1]], self.std[:test.shape[1]])
         self.train_y, self.test_y = data.train_y.to(device), data.test_y.to(device)
         n = len(self.train_y)
         self.plan = EpochPlan.stack([EpochPlan.draw(c.seed, 0, n, device, data.flip) for c in cfgs])
@@ -220,9 +221,7 @@ class PackRun:
 
     @torch.no_grad()
     def eager_test_logits(self) -> torch.Tensor:
-        c = self.test_x.shape[1]
-        return self._eval_logits(lambda s, e: normalize(self.test_x[s:e], self.mean[:c], self.std[:c]),
-                                 len(self.test_y))
+        return self._eval_logits(lambda s, e: self.test_images[s:e], len(self.test_y))
 
     def fit_metrics(self) -> list[dict]:
         """Each run's accuracy and cross-entropy on its own training images as they are (no crop, no flip), in
@@ -235,15 +234,13 @@ class PackRun:
 
     @torch.no_grad()
     def _eval_logits(self, images, n: int) -> torch.Tensor:
-        """(K, n, classes) float32: every run on images(start, end), normalised, one or C channels."""
+        """(K, n, classes) float32: every run on images(start, end), normalised, one or the model's channels."""
         self.pack.eval()
         batch = max(1, EVAL_IMAGES_PER_BATCH.get(self.device.type, 2048) // self.k)
         out = []
         for start in range(0, n, batch):
             x = images(start, start + batch)
-            x = x.expand(x.shape[0], self.in_channels, *x.shape[-2:]).repeat(1, self.k, 1, 1)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = pack_layout(x[:, None].expand(x.shape[0], self.k, *x.shape[1:]), self.in_channels, self.channels_last)
             with self.autocast():
                 out.append(self.forward(x).float())
         self.pack.train()
