@@ -20,12 +20,14 @@ divides by a window of the bare step (120 steps after 10 warm-up steps) timed in
 lossnb's epochs, in ROUNDS_BESIDE rounds: the best of each, and each round's own ratio with their median (this
 shared machine's speed drifts by a third over minutes, so figures taken apart do not divide). Each bare-step reading
 of the probe (10 warm-up steps, best of 3 windows of 100 steps) is recorded beside this benchmark's own reading of
-the auto setting. Then, for the networks the grid packs on a CPU (convnet_bn), the arrangement the grid measures and
-takes (runs per pack x packs at a time), lossnb's real epochs in it against the best steady-state solo bare step on
-all cores (the two in alternating rounds, the best of each), the bare packed step's own ratio (the ceiling lossnb's
-loop works under), and what bounds the figure; then the same for runs under torch.compile (`compile: true`, an
-execution setting: inductor's fused kernels sum in another order, as a memory format does), whose arrangement the
-grid measures compiled. The CPU's instruction-set flags are recorded beside the figures.
+the auto setting, with what bounds the bare step (its arithmetic against this CPU's fp32 matmul rate) and the share
+of lossnb's epoch its evaluation takes. Then, for the networks the grid packs on a CPU (convnet_bn), the arrangement
+the grid measures and takes (runs per pack x packs at a time), lossnb's real epochs in it against the best steady-
+state solo bare step on all cores (the two in alternating rounds, the best of each), the bare packed step's own
+ratio (the ceiling lossnb's loop works under), and what bounds the figure; then the same for runs under
+torch.compile (`compile: true`, an execution setting: inductor's fused kernels sum in another order, as a memory
+format does), whose arrangement the grid measures compiled. The CPU's instruction-set flags are recorded beside the
+figures.
 
 Limits measured in the same run (CUDA): device-to-device copy bandwidth and a bf16 8192^3 matmul rate; with
 the FLOPs of one training image (forward + backward, counted by torch.utils.flop_counter), each figure's
@@ -228,8 +230,10 @@ def _model_step(arch, channels):
 
 def model_step_rows(archs, threads):
     """Per task: the bare step in each setting, the one auto takes, and lossnb's training (and whole epoch,
-    evaluation included) in that setting, as a share of its bare step."""
+    evaluation included) in that setting, as a share of its bare step; what bounds the bare step (its arithmetic
+    against this CPU's fp32 matmul rate) and the share of lossnb's epoch its evaluation takes."""
     rows = []
+    peak = measure("cpu_matmul")["gflop_per_s"]
     for arch, prep, channels in archs:
         step = measure("model_step", arch, channels)
         precision, layout = step["auto"].split("/")
@@ -245,7 +249,9 @@ def model_step_rows(archs, threads):
                "training_round_ratios": training["round_ratios"], "median_round_vs_model_step":
                    training["median_round_ratio"], "epoch_round_ratios": epoch["round_ratios"],
                "median_round_epoch_vs_model_step": epoch["median_round_ratio"],
-               "epoch_vs_probe_reading": lossnb["images_per_second"] / step["probe_reading"]}
+               "epoch_vs_probe_reading": lossnb["images_per_second"] / step["probe_reading"],
+               "evaluation_share_of_epoch": lossnb["evaluation_seconds"] / lossnb["epoch_seconds"],
+               **_bound(bare * _flops_per_image(arch, channels) / 1e9, peak)}
         rows.append(row)
         print(f"{arch:<10} {prep:<10} bare " + ", ".join(f"{k} {v:,.0f}" for k, v in step["rates"].items())
               + f" | auto {step['auto']} (probe/{STEADY_STEPS}-step reading {step['probe_vs_steady']:.2f}) | lossnb "
@@ -308,6 +314,7 @@ def arrangement_rows(archs, cores, model_steps):
             bare_packed = choice["rates"][f"{k} x {workers}"]  # the arrangement's own reading of its bare step
             solo_same = max(choice["rates"]["1 x 1"], choice["rates"].get(f"1 x {cores}", 0))  # one run, all cores
             gflops = rate * flops / 1e9
+            bound = _bound(gflops, peak)
             row[mode] = {
                 "arrangement": choice, "lossnb_epoch_images_per_second": rate, "lossnb_packs": packs,
                 "lossnb_rounds": [_packs_total(r) for r in rounds[mode]], "vs_solo_bare_step": rate / solo,
@@ -315,10 +322,7 @@ def arrangement_rows(archs, cores, model_steps):
                 "bare_packed_step_images_per_second": bare_packed, "bare_packed_vs_solo_bare_step": bare_packed / solo,
                 "lossnb_vs_bare_packed_step": rate / bare_packed,
                 "bare_packed_vs_its_own_solo_bare_step": bare_packed / solo_same,
-                "achieved_gflop_per_s": gflops, "cpu_fp32_matmul_gflop_per_s": peak,
-                "share_of_matmul_rate": gflops / peak,
-                "bound": "arithmetic" if gflops / peak >= COMPUTE_SHARE else "per-operation overhead and memory "
-                         "traffic (the arithmetic is a small share of the cores' rate)"}
+                **bound}
             print(f"{arch:<10} {mode:<8} packs of {k}, {workers} at a time: lossnb {rate:,.0f} img/s (epochs, "
                   f"evaluation included) = {rate / solo:.2f}x the best solo bare step ({solo:,.0f}; round by round, "
                   f"median {row[mode]['median_round_ratio']:.2f}x); its bare packed "
@@ -326,6 +330,13 @@ def arrangement_rows(archs, cores, model_steps):
                   f"GFLOP/s, {gflops / peak:.0%} of fp32 matmul: bound by {row[mode]['bound']}", flush=True)
         rows.append(row)
     return rows
+
+
+def _bound(gflops, peak):
+    """What bounds a CPU figure: its arithmetic where that is a large share of the cores' fp32 matmul rate."""
+    return {"achieved_gflop_per_s": gflops, "cpu_fp32_matmul_gflop_per_s": peak, "share_of_matmul_rate": gflops / peak,
+            "bound": "arithmetic" if gflops / peak >= COMPUTE_SHARE else "per-operation overhead and memory traffic "
+                     "(the arithmetic is a small share of the cores' rate)"}
 
 
 def _cpu_matmul():
@@ -341,13 +352,13 @@ def _cpu_matmul():
     return {"gflop_per_s": 2 * 2048**3 / best / 1e9}
 
 
-def _flops_per_image(arch):
+def _flops_per_image(arch, channels=3):
     from torch.utils.flop_counter import FlopCounterMode
 
     from lossnb.models import get_model
 
-    model = get_model(arch, 10, 3)
-    x, y = torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))
+    model = get_model(arch, 10, channels)
+    x, y = torch.randn(128, channels, 32, 32), torch.randint(0, 10, (128,))
     with FlopCounterMode(display=False) as counter:
         F.cross_entropy(model(x), y).backward()
     return counter.get_total_flops() / 128
