@@ -73,7 +73,8 @@ class PackRun:
         # The training images, padded and normalised once (each pixel as normalize would make it in every step,
         # the padding as the zero pixels it is): a step only gathers its crops. Images whose channels are copies
         # of one (gray repeated to 3, as resize-rgb makes them; their statistics are equal too) are kept and
-        # cropped as one channel, repeated to the model's channels by pack_layout: the same numbers at a third of the work.
+        # cropped as one channel, repeated to the model's channels by pack_layout: the same numbers at a third of
+        # the work.
         padded = pad_images(single_channel(data.train_x)).to(device)
         self.in_channels = data.in_channels
         c = padded.shape[1]
