@@ -231,9 +231,9 @@ def _model_step(arch, channels):
 def model_step_rows(archs, threads):
     """Per task: the bare step in each setting, the one auto takes, and lossnb's training (and whole epoch,
     evaluation included) in that setting, as a share of its bare step; what bounds the bare step (its arithmetic
-    against this CPU's fp32 matmul rate) and the share of lossnb's epoch its evaluation takes."""
+    against this CPU's matmul rate in the step's precision) and the share of lossnb's epoch its evaluation takes."""
     rows = []
-    peak = measure("cpu_matmul")["gflop_per_s"]
+    peaks = measure("cpu_matmul")["gflop_per_s"]
     for arch, prep, channels in archs:
         step = measure("model_step", arch, channels)
         precision, layout = step["auto"].split("/")
@@ -251,7 +251,7 @@ def model_step_rows(archs, threads):
                "median_round_epoch_vs_model_step": epoch["median_round_ratio"],
                "epoch_vs_probe_reading": lossnb["images_per_second"] / step["probe_reading"],
                "evaluation_share_of_epoch": lossnb["evaluation_seconds"] / lossnb["epoch_seconds"],
-               **_bound(bare * _flops_per_image(arch, channels) / 1e9, peak)}
+               **_bound(bare * _flops_per_image(arch, channels) / 1e9, peaks, precision)}
         rows.append(row)
         print(f"{arch:<10} {prep:<10} bare " + ", ".join(f"{k} {v:,.0f}" for k, v in step["rates"].items())
               + f" | auto {step['auto']} (probe/{STEADY_STEPS}-step reading {step['probe_vs_steady']:.2f}) | lossnb "
@@ -291,7 +291,7 @@ def arrangement_rows(archs, cores, model_steps):
     each on its share of the cores) against the best steady-state solo bare step on all cores, and what bounds
     the figure (its arithmetic rate against this CPU's fp32 matmul rate)."""
     rows = []
-    peak = measure("cpu_matmul")["gflop_per_s"]
+    peaks = measure("cpu_matmul")["gflop_per_s"]
     for arch, prep, channels in archs:
         choices = {mode: measure("arrangement", arch, channels, cores, mode == "compiled")
                    for mode in ("eager", "compiled")}
@@ -314,7 +314,7 @@ def arrangement_rows(archs, cores, model_steps):
             bare_packed = choice["rates"][f"{k} x {workers}"]  # the arrangement's own reading of its bare step
             solo_same = max(choice["rates"]["1 x 1"], choice["rates"].get(f"1 x {cores}", 0))  # one run, all cores
             gflops = rate * flops / 1e9
-            bound = _bound(gflops, peak)
+            bound = _bound(gflops, peaks, "fp32")  # the grid's packs train in fp32, as the studies pin it
             row[mode] = {
                 "arrangement": choice, "lossnb_epoch_images_per_second": rate, "lossnb_packs": packs,
                 "lossnb_rounds": [_packs_total(r) for r in rounds[mode]], "vs_solo_bare_step": rate / solo,
@@ -327,29 +327,37 @@ def arrangement_rows(archs, cores, model_steps):
                   f"evaluation included) = {rate / solo:.2f}x the best solo bare step ({solo:,.0f}; round by round, "
                   f"median {row[mode]['median_round_ratio']:.2f}x); its bare packed "
                   f"step {bare_packed / solo:.2f}x, {bare_packed / solo_same:.2f}x its own solo step; {gflops:.0f} "
-                  f"GFLOP/s, {gflops / peak:.0%} of fp32 matmul: bound by {row[mode]['bound']}", flush=True)
+                  f"GFLOP/s, {bound['share_of_matmul_rate']:.0%} of fp32 matmul: bound by {bound['bound']}",
+                  flush=True)
         rows.append(row)
     return rows
 
 
-def _bound(gflops, peak):
-    """What bounds a CPU figure: its arithmetic where that is a large share of the cores' fp32 matmul rate."""
-    return {"achieved_gflop_per_s": gflops, "cpu_fp32_matmul_gflop_per_s": peak, "share_of_matmul_rate": gflops / peak,
+def _bound(gflops, peaks, precision):
+    """What bounds a CPU figure: its arithmetic where that is a large share of the cores' matmul rate in the
+    figure's own precision (a bf16 step divided by the fp32 rate would read above the arithmetic ceiling)."""
+    peak = peaks[precision]
+    return {"achieved_gflop_per_s": gflops, "matmul_precision": precision, "cpu_matmul_gflop_per_s": peak,
+            "share_of_matmul_rate": gflops / peak,
             "bound": "arithmetic" if gflops / peak >= COMPUTE_SHARE else "per-operation overhead and memory traffic "
                      "(the arithmetic is a small share of the cores' rate)"}
 
 
 def _cpu_matmul():
-    """fp32 matmul rate on this process's threads: the arithmetic ceiling a CPU figure is compared with."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return {"gflop_per_s": 2 * 2048**3 / best / 1e9}
+    """The matmul rate on this process's threads, fp32 and bf16: the arithmetic ceilings a CPU figure in each
+    precision is compared with."""
+    rates = {}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - started)
+        rates[precision] = 2 * 2048**3 / best / 1e9
+    return {"gflop_per_s": rates}
 
 
 def _flops_per_image(arch, channels=3):

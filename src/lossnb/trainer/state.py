@@ -84,7 +84,6 @@ class PackRun:
         self.test_images = normalize(test, self.mean[:test.shape[1]], self.std[:test.shape[1]])
         self.train_y, self.test_y = data.train_y.to(device), data.test_y.to(device)
         n = len(self.train_y)
-        self.plan = EpochPlan.stack([EpochPlan.draw(c.seed, 0, n, device, data.flip) for c in cfgs])
         # the plan as the step reads it, set each epoch: each position's crop per run, and its target
         self.offsets = torch.zeros((n, self.k), dtype=torch.long, device=device)
         self.epoch_y = torch.zeros((self.k, n), dtype=self.train_y.dtype, device=device)
@@ -165,7 +164,7 @@ class PackRun:
         lr = cosine_lr(self.cfgs[0].lr, epoch, self.cfgs[0].epochs)
         self.sgd.set_lr(lr)
         plan = EpochPlan.stack([EpochPlan.draw(c.seed, epoch, n, self.device, self.data.flip) for c in self.cfgs])
-        self.plan.copy_(plan)  # in place, as every tensor below: a captured CUDA graph reads them
+        # in place, as every tensor below: a captured CUDA graph reads them
         self.offsets.copy_(self.train_crops.offsets(plan.order, plan.dy, plan.dx, plan.flip).t())
         self.epoch_y.copy_(self.train_y[plan.order])
         for t in (self.cursor, self.step_index, self.loss_sum, self.correct):
