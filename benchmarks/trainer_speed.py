@@ -20,10 +20,11 @@ divides by a window of the bare step (120 steps after 10 warm-up steps) timed in
 lossnb's epochs, in ROUNDS_BESIDE rounds: the best of each, and each round's own ratio with their median (this
 shared machine's speed drifts by a third over minutes, so figures taken apart do not divide). Each bare-step reading
 of the probe (10 warm-up steps, best of 3 windows of 100 steps) is recorded beside this benchmark's own reading of
-the auto setting, with what bounds the bare step (its arithmetic against this CPU's fp32 matmul rate) and the share
-of lossnb's epoch its evaluation takes. Then, for the networks the grid packs on a CPU (convnet_bn), the arrangement
-the grid measures and takes (runs per pack x packs at a time), lossnb's real epochs in it against the best steady-
-state solo bare step on all cores (the two in alternating rounds, the best of each), the bare packed step's own
+the auto setting, with what bounds the bare step (its arithmetic against this CPU's matmul rate in the step's
+precision) and the share of lossnb's epoch its evaluation takes. Then, for the networks the grid packs on a CPU
+(convnet_bn), the arrangement the grid measures and takes (runs per pack x packs at a time), lossnb's real epochs
+in it against the best steady-state solo bare step on all cores (the two in alternating rounds, the best of each;
+the packs' training alone beside their epochs, which count the evaluation too), the bare packed step's own
 ratio (the ceiling lossnb's loop works under), and what bounds the figure; then the same for runs under
 torch.compile (`compile: true`, an execution setting: inductor's fused kernels sum in another order, as a memory
 format does), whose arrangement the grid measures compiled. The CPU's instruction-set flags are recorded beside the
@@ -274,8 +275,18 @@ def _arrangement(arch, channels, cores, compiled=False):
                                   compiled=compiled)
 
 
-def _packs_total(packs):
-    return sum(p["images_per_second"] for p in packs)
+def _packs_total(packs, figure="images_per_second"):
+    return sum(p[figure] for p in packs)
+
+
+def _training_only(rounds, solos):
+    """The packs' aggregate training rate alone (evaluation left out), round by round, against the solo bare step,
+    which trains and does not evaluate: like against like, beside the epochs' figure that counts evaluation too."""
+    totals = [_packs_total(r, "training_only_images_per_second") for r in rounds]
+    ratios = round_ratios(totals, solos)
+    return {"training_rounds": totals, "training_vs_solo_bare_step": max(totals) / max(solos),
+            "training_round_ratios": ratios["round_ratios"],
+            "median_round_training_ratio": ratios["median_round_ratio"]}
 
 
 def round_ratios(lossnb_rounds, solo_rounds):
@@ -319,13 +330,17 @@ def arrangement_rows(archs, cores, model_steps):
                 "arrangement": choice, "lossnb_epoch_images_per_second": rate, "lossnb_packs": packs,
                 "lossnb_rounds": [_packs_total(r) for r in rounds[mode]], "vs_solo_bare_step": rate / solo,
                 **round_ratios([_packs_total(r) for r in rounds[mode]], solos),
+                **_training_only(rounds[mode], solos),
                 "bare_packed_step_images_per_second": bare_packed, "bare_packed_vs_solo_bare_step": bare_packed / solo,
                 "lossnb_vs_bare_packed_step": rate / bare_packed,
                 "bare_packed_vs_its_own_solo_bare_step": bare_packed / solo_same,
                 **bound}
             print(f"{arch:<10} {mode:<8} packs of {k}, {workers} at a time: lossnb {rate:,.0f} img/s (epochs, "
                   f"evaluation included) = {rate / solo:.2f}x the best solo bare step ({solo:,.0f}; round by round, "
-                  f"median {row[mode]['median_round_ratio']:.2f}x); its bare packed "
+                  f"median {row[mode]['median_round_ratio']:.2f}x); training alone "
+                  f"{row[mode]['training_vs_solo_bare_step']:.2f}x (median "
+                  f"{row[mode]['median_round_training_ratio']:.2f}x); "
+                  f"its bare packed "
                   f"step {bare_packed / solo:.2f}x, {bare_packed / solo_same:.2f}x its own solo step; {gflops:.0f} "
                   f"GFLOP/s, {bound['share_of_matmul_rate']:.0%} of fp32 matmul: bound by {bound['bound']}",
                   flush=True)
