@@ -321,6 +321,7 @@ def arrangement_rows(archs, cores, model_steps):
                "solo_bare_step_setting": best, "solo_bare_step_rounds": solos}
         for mode, choice in choices.items():
             packs = max(rounds[mode], key=_packs_total)
+            epochs = [_packs_total(r) for r in rounds[mode]]
             rate, k, workers = _packs_total(packs), choice["pack"], choice["workers"]
             bare_packed = choice["rates"][f"{k} x {workers}"]  # the arrangement's own reading of its bare step
             solo_same = max(choice["rates"]["1 x 1"], choice["rates"].get(f"1 x {cores}", 0))  # one run, all cores
@@ -328,8 +329,7 @@ def arrangement_rows(archs, cores, model_steps):
             bound = _bound(gflops, peaks, "fp32")  # the grid's packs train in fp32, as the studies pin it
             row[mode] = {
                 "arrangement": choice, "lossnb_epoch_images_per_second": rate, "lossnb_packs": packs,
-                "lossnb_rounds": [_packs_total(r) for r in rounds[mode]], "vs_solo_bare_step": rate / solo,
-                **round_ratios([_packs_total(r) for r in rounds[mode]], solos),
+                "lossnb_rounds": epochs, "vs_solo_bare_step": rate / solo, **round_ratios(epochs, solos),
                 **_training_only(rounds[mode], solos),
                 "bare_packed_step_images_per_second": bare_packed, "bare_packed_vs_solo_bare_step": bare_packed / solo,
                 "lossnb_vs_bare_packed_step": rate / bare_packed,
