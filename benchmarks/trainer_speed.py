@@ -22,7 +22,8 @@ shared machine's speed drifts by a third over minutes, so figures taken apart do
 of the probe (10 warm-up steps, best of 3 windows of 100 steps) is recorded beside this benchmark's own reading of
 the auto setting, with what bounds the bare step (its arithmetic against this CPU's matmul rate in the step's
 precision) and the share of lossnb's epoch its evaluation takes. Then, for the networks the grid packs on a CPU
-(convnet_bn), the arrangement the grid measures and takes (runs per pack x packs at a time), lossnb's real epochs
+(convnet_bn), the arrangement the grid measures and takes (runs per pack x packs at a time), in fp32 channels-last
+as the full-length studies pin them and in the setting `auto` takes for each pack size, lossnb's real epochs
 in it against the best steady-state solo bare step on all cores (the two in alternating rounds, the best of each;
 the packs' training alone beside their epochs, which count the evaluation too), the bare packed step's own
 ratio (the ceiling lossnb's loop works under), and what bounds the figure; then the same for runs under
@@ -39,6 +40,7 @@ its own process, so its peak memory is its own.
 import argparse
 import json
 import multiprocessing as mp
+import os
 import pathlib
 import shutil
 import statistics
@@ -60,6 +62,11 @@ CPU_TASKS = (("convnet", "pad", 1), ("convnet", "resize-rgb", 3), ("convnet_bn",
              ("resnet20", "resize-rgb", 3))
 # networks whose CPU arrangement (runs per pack x packs at a time) the grid measures and this benchmark checks
 ARRANGED = (("convnet_bn", "resize-rgb", 3),)
+# how the grid's packs are timed: (compiled, precision, channels_last). eager and compiled: fp32 channels-last, as
+# the full-length studies pin them; auto: eager in the precision and memory format the trainer takes for each pack
+# size by default (bf16 where it agrees with fp32 and steps faster), as the solo bare step it is compared with is
+# the fastest setting of all
+PACK_MODES = {"eager": (False, "fp32", "on"), "compiled": (True, "fp32", "on"), "auto": (False, "auto", "auto")}
 STEADY_STEPS = 120  # the reference reading of a bare step: 10 warm-up steps, then the best of 3 windows of this many
 # rounds of (lossnb's epoch, a bare window) in the model-step comparison: on this shared machine one round's ratio
 # moves by a fifth, so the median of several is the figure to read beside the best of each
@@ -263,16 +270,24 @@ def model_step_rows(archs, threads):
     return rows
 
 
-def _arrangement(arch, channels, cores, compiled=False):
-    """The grid's measured choice for this network (lossnb.trainer.probe.best_arrangement, fp32 channels_last
-    as the full-length studies pin it, eager or compiled, measured afresh in a private cache)."""
-    import os
-
+def _arrangement(arch, channels, cores, mode):
+    """The grid's measured choice for this network in one of PACK_MODES (lossnb.trainer.probe.best_arrangement),
+    measured afresh in this run's private cache, which the packs timed after it read their setting from."""
     from lossnb.trainer import probe
 
-    os.environ["LOSSNB_CACHE"] = tempfile.mkdtemp()
-    return probe.best_arrangement(arch, 10, channels, "linear", "fp32", True, cores=cores, say=lambda _: None,
-                                  compiled=compiled)
+    compiled, precision, layout = PACK_MODES[mode]
+    return probe.best_arrangement(arch, 10, channels, "linear", precision, _layout_arg(layout), cores=cores,
+                                  say=lambda _: None, compiled=compiled)
+
+
+def _layout_arg(layout):
+    """The trainer's channels_last setting ("on"/"off"/"auto") as best_arrangement takes it (a bool, or auto)."""
+    return layout if layout == "auto" else layout == "on"
+
+
+def _setting(pack):
+    """A timed pack's precision and memory format, as the model step's settings are named."""
+    return f"{pack['precision']}/{'channels_last' if pack['channels_last'] else 'nchw'}"
 
 
 def _packs_total(packs, figure="images_per_second"):
@@ -304,18 +319,18 @@ def arrangement_rows(archs, cores, model_steps):
     rows = []
     peaks = measure("cpu_matmul")["gflop_per_s"]
     for arch, prep, channels in archs:
-        choices = {mode: measure("arrangement", arch, channels, cores, mode == "compiled")
-                   for mode in ("eager", "compiled")}
+        choices = {mode: measure("arrangement", arch, channels, cores, mode) for mode in PACK_MODES}
         bare = next(m for m in model_steps if m["arch"] == arch and m["image_prep"] == prep)
         best = max((n for n in bare["rates"] if bare["bf16_agrees"] or n.startswith("fp32")), key=bare["rates"].get)
         precision, layout = best.split("/")
         # the figures in alternating rounds, the best of each: drift in the machine's speed hits all alike
-        solos, rounds = [], {"eager": [], "compiled": []}
+        solos, rounds = [], {mode: [] for mode in PACK_MODES}
         for _ in range(REPEATS):
             solos.append(measure("steady", arch, channels, precision, layout == "channels_last")["images_per_second"])
             for mode, choice in choices.items():
+                compiled, precision, layout = PACK_MODES[mode]
                 rounds[mode].append(measure_many(choice["workers"], cores // choice["workers"], "pack", arch, "cpu",
-                                                 choice["pack"], False, prep, "fp32", "on", False, mode == "compiled"))
+                                                 choice["pack"], False, prep, precision, layout, False, compiled))
         solo, flops = max(solos), _flops_per_image(arch)
         row = {"arch": arch, "image_prep": prep, "solo_bare_step_images_per_second": solo,
                "solo_bare_step_setting": best, "solo_bare_step_rounds": solos}
@@ -326,23 +341,25 @@ def arrangement_rows(archs, cores, model_steps):
             bare_packed = choice["rates"][f"{k} x {workers}"]  # the arrangement's own reading of its bare step
             solo_same = max(choice["rates"]["1 x 1"], choice["rates"].get(f"1 x {cores}", 0))  # one run, all cores
             gflops = rate * flops / 1e9
-            bound = _bound(gflops, peaks, "fp32")  # the grid's packs train in fp32, as the studies pin it
+            bound = _bound(gflops, peaks, packs[0]["precision"])  # the precision the packs trained in
             row[mode] = {
-                "arrangement": choice, "lossnb_epoch_images_per_second": rate, "lossnb_packs": packs,
+                "arrangement": choice, "setting": _setting(packs[0]), "lossnb_epoch_images_per_second": rate,
+                "lossnb_packs": packs,
                 "lossnb_rounds": epochs, "vs_solo_bare_step": rate / solo, **round_ratios(epochs, solos),
                 **_training_only(rounds[mode], solos),
                 "bare_packed_step_images_per_second": bare_packed, "bare_packed_vs_solo_bare_step": bare_packed / solo,
                 "lossnb_vs_bare_packed_step": rate / bare_packed,
                 "bare_packed_vs_its_own_solo_bare_step": bare_packed / solo_same,
                 **bound}
-            print(f"{arch:<10} {mode:<8} packs of {k}, {workers} at a time: lossnb {rate:,.0f} img/s (epochs, "
+            print(f"{arch:<10} {mode:<8} packs of {k} ({_setting(packs[0])}), {workers} at a time: lossnb {rate:,.0f} img/s (epochs, "
                   f"evaluation included) = {rate / solo:.2f}x the best solo bare step ({solo:,.0f}; round by round, "
                   f"median {row[mode]['median_round_ratio']:.2f}x); training alone "
                   f"{row[mode]['training_vs_solo_bare_step']:.2f}x (median "
                   f"{row[mode]['median_round_training_ratio']:.2f}x); "
                   f"its bare packed "
                   f"step {bare_packed / solo:.2f}x, {bare_packed / solo_same:.2f}x its own solo step; {gflops:.0f} "
-                  f"GFLOP/s, {bound['share_of_matmul_rate']:.0%} of fp32 matmul: bound by {bound['bound']}",
+                  f"GFLOP/s, {bound['share_of_matmul_rate']:.0%} of {bound['matmul_precision']} matmul: bound by "
+                  f"{bound['bound']}",
                   flush=True)
         rows.append(row)
     return rows
@@ -472,6 +489,9 @@ def main(argv=None):
     packs = args.packs or ([1, 4, 12, 24] if cuda else [1, 4])
     workers = args.workers or ([4, 8] if cuda else [0, 2])
     out = pathlib.Path(args.out or f"benchmarks/results/trainer_speed_{args.device.split(':')[0]}.json")
+    # probe readings and arrangements measured afresh, shared by this run's processes: a pack timed in `auto`
+    # takes the setting its arrangement was measured in, not one cached on another day
+    os.environ["LOSSNB_CACHE"] = tempfile.mkdtemp()
     limits = measure("limits", args.device) if cuda else None
     model_steps = None if cuda else model_step_rows(CPU_TASKS, torch.get_num_threads())
     arrangements = None if cuda else arrangement_rows(ARRANGED, torch.get_num_threads(), model_steps)
