@@ -191,7 +191,7 @@ def legend_colours(svg: Path) -> list[tuple[str, str]]:
         for group in legend:
             kind = group.get("id", "")
             if kind.startswith(("line2d_", "patch_", "PathCollection_")):
-                style = " ".join(p.get("style", "") for p in group.iter() if p.get("style"))
+                style = ";".join(p.get("style", "") for p in group.iter() if p.get("style"))  # one part per element
                 found = [part.split(":")[1].strip() for part in style.split(";")
                          if part.strip().startswith(("stroke:", "fill:")) and "none" not in part]
                 colour = found[0] if found else colour
