@@ -328,9 +328,9 @@ def arrangement_rows(archs, cores, model_steps):
         for _ in range(REPEATS):
             solos.append(measure("steady", arch, channels, precision, layout == "channels_last")["images_per_second"])
             for mode, choice in choices.items():
-                compiled, precision, layout = PACK_MODES[mode]
                 rounds[mode].append(measure_many(choice["workers"], cores // choice["workers"], "pack", arch, "cpu",
-                                                 choice["pack"], False, prep, precision, layout, False, compiled))
+                                                 choice["pack"], False, prep, *PACK_MODES[mode][1:], False,
+                                                 PACK_MODES[mode][0]))
         solo, flops = max(solos), _flops_per_image(arch)
         row = {"arch": arch, "image_prep": prep, "solo_bare_step_images_per_second": solo,
                "solo_bare_step_setting": best, "solo_bare_step_rounds": solos}
