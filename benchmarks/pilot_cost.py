@@ -28,7 +28,8 @@ from lossnb.pilot import load_pilot  # noqa: E402
 def candidate_cost(cfg, cores: int) -> dict:
     """The grid's arrangement for ``cfg``'s network and lossnb's aggregate rate in it, training images/s."""
     channels = input_channels(cfg.dataset, cfg.image_prep)
-    choice = measure("arrangement", cfg.arch, channels, cores)
+    choice = measure("arrangement", cfg.arch, channels, cores, (cfg.compile, cfg.precision, cfg.channels_last),
+                     DATASETS[cfg.dataset]["channels"])
     k, workers = choice["pack"], choice["workers"]
     packs = measure_many(workers, cores // workers, "pack", cfg.arch, "cpu", k, False, cfg.image_prep,
                          cfg.precision, cfg.channels_last)

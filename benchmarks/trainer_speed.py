@@ -22,11 +22,12 @@ shared machine's speed drifts by a third over minutes, so figures taken apart do
 of the probe (10 warm-up steps, best of 3 windows of 100 steps) is recorded beside this benchmark's own reading of
 the auto setting, with what bounds the bare step (its arithmetic against this CPU's matmul rate in the step's
 precision) and the share of lossnb's epoch its evaluation takes. Then, for the networks the grid packs on a CPU
-(convnet_bn), the arrangement the grid measures and takes (runs per pack x packs at a time), in fp32 channels-last
-as the full-length studies pin them and in the setting `auto` takes for each pack size, lossnb's real epochs
-in it against the best steady-state solo bare step on all cores (the two in alternating rounds, the best of each;
-the packs' training alone beside their epochs, which count the evaluation too), the bare packed step's own
-ratio (the ceiling lossnb's loop works under), and what bounds the figure; then the same for runs under
+(convnet_bn), the arrangement the grid measures (from lossnb's own packed training step) and takes (runs per
+pack x packs at a time), in fp32 channels-last as the full-length studies pin them and in the setting `auto` takes
+for each pack size, lossnb's real epochs in it against the best steady-state solo bare step on all cores (the two
+in alternating rounds, the best of each; the packs' training alone beside their epochs, which count the evaluation
+too), the bare packed step's own ratio in the same arrangement (the ceiling lossnb's loop works under), the probe's
+reading the choice was made on, and what bounds the figure; then the same for runs under
 torch.compile (`compile: true`, an execution setting: inductor's fused kernels sum in another order, as a memory
 format does), whose arrangement the grid measures compiled. The CPU's instruction-set flags are recorded beside the
 figures.
@@ -270,14 +271,25 @@ def model_step_rows(archs, threads):
     return rows
 
 
-def _arrangement(arch, channels, cores, mode):
-    """The grid's measured choice for this network in one of PACK_MODES (lossnb.trainer.probe.best_arrangement),
-    measured afresh in this run's private cache, which the packs timed after it read their setting from."""
+def _arrangement(arch, channels, cores, setting, stored_channels=1):
+    """The grid's measured choice for this network in ``setting`` (compiled, precision, channels_last), as one of
+    PACK_MODES (lossnb.trainer.probe.best_arrangement), measured afresh in this run's private cache, which the
+    packs timed after it read their setting from; FashionMNIST's gray images (1 stored channel) by default."""
     from lossnb.trainer import probe
 
-    compiled, precision, layout = PACK_MODES[mode]
+    compiled, precision, layout = setting
     return probe.best_arrangement(arch, 10, channels, "linear", precision, _layout_arg(layout), cores=cores,
-                                  say=lambda _: None, compiled=compiled)
+                                  say=lambda _: None, compiled=compiled, stored_channels=stored_channels)
+
+
+def _bare_packed(arch, channels, pack, compiled, precision, layout):
+    """The bare step of a pack (lossnb.trainer.probe.bare_step_rate) in the setting the trainer takes for it on
+    this process's threads: the ceiling lossnb's own loop works under."""
+    from lossnb.trainer import probe
+
+    setting = probe.trained_setting(arch, 10, channels, "linear", precision, _layout_arg(layout), pack)
+    return {"images_per_second": probe.bare_step_rate(arch, 10, channels, "linear", *setting, pack,
+                                                      compiled=compiled)}
 
 
 def _layout_arg(layout):
@@ -319,7 +331,7 @@ def arrangement_rows(archs, cores, model_steps):
     rows = []
     peaks = measure("cpu_matmul")["gflop_per_s"]
     for arch, prep, channels in archs:
-        choices = {mode: measure("arrangement", arch, channels, cores, mode) for mode in PACK_MODES}
+        choices = {mode: measure("arrangement", arch, channels, cores, PACK_MODES[mode]) for mode in PACK_MODES}
         bare = next(m for m in model_steps if m["arch"] == arch and m["image_prep"] == prep)
         best = max((n for n in bare["rates"] if bare["bf16_agrees"] or n.startswith("fp32")), key=bare["rates"].get)
         precision, layout = best.split("/")
@@ -338,8 +350,11 @@ def arrangement_rows(archs, cores, model_steps):
             packs = max(rounds[mode], key=_packs_total)
             epochs = [_packs_total(r) for r in rounds[mode]]
             rate, k, workers = _packs_total(packs), choice["pack"], choice["workers"]
-            bare_packed = choice["rates"][f"{k} x {workers}"]  # the arrangement's own reading of its bare step
-            solo_same = max(choice["rates"]["1 x 1"], choice["rates"].get(f"1 x {cores}", 0))  # one run, all cores
+            probed = choice["rates"][f"{k} x {workers}"]  # the probe's reading of lossnb's step, which it chose by
+            probed_solo = max(choice["rates"]["1 x 1"], choice["rates"].get(f"1 x {cores}", 0))  # one run
+            # the bare packed step in the same arrangement, side by side as the packs train
+            bare_packed = _packs_total(measure_many(workers, cores // workers, "bare_packed", arch, channels, k,
+                                                    *PACK_MODES[mode]))
             gflops = rate * flops / 1e9
             bound = _bound(gflops, peaks, packs[0]["precision"])  # the precision the packs trained in
             row[mode] = {
@@ -349,15 +364,17 @@ def arrangement_rows(archs, cores, model_steps):
                 **_training_only(rounds[mode], solos),
                 "bare_packed_step_images_per_second": bare_packed, "bare_packed_vs_solo_bare_step": bare_packed / solo,
                 "lossnb_vs_bare_packed_step": rate / bare_packed,
-                "bare_packed_vs_its_own_solo_bare_step": bare_packed / solo_same,
+                "probe_trainer_step_images_per_second": probed, "probe_trainer_step_vs_solo_bare_step": probed / solo,
+                "lossnb_vs_probe_trainer_step": rate / probed,
+                "probe_packed_vs_probe_solo_trainer_step": probed / probed_solo,
                 **bound}
             print(f"{arch:<10} {mode:<8} packs of {k} ({_setting(packs[0])}), {workers} at a time: lossnb {rate:,.0f} img/s (epochs, "
                   f"evaluation included) = {rate / solo:.2f}x the best solo bare step ({solo:,.0f}; round by round, "
                   f"median {row[mode]['median_round_ratio']:.2f}x); training alone "
                   f"{row[mode]['training_vs_solo_bare_step']:.2f}x (median "
                   f"{row[mode]['median_round_training_ratio']:.2f}x); "
-                  f"its bare packed "
-                  f"step {bare_packed / solo:.2f}x, {bare_packed / solo_same:.2f}x its own solo step; {gflops:.0f} "
+                  f"its bare packed step {bare_packed / solo:.2f}x; the probe's reading of lossnb's packed step "
+                  f"{probed / solo:.2f}x, {probed / probed_solo:.2f}x its solo one; {gflops:.0f} "
                   f"GFLOP/s, {bound['share_of_matmul_rate']:.0%} of {bound['matmul_precision']} matmul: bound by "
                   f"{bound['bound']}",
                   flush=True)
@@ -440,6 +457,8 @@ def _measure(kind, args, queue):
             result = _model_step(*args)
         elif kind == "arrangement":
             result = _arrangement(*args)
+        elif kind == "bare_packed":
+            result = _bare_packed(*args)
         elif kind == "steady":
             result = {"images_per_second": _steady_reference(*args)}
         elif kind == "cpu_matmul":

@@ -14,7 +14,8 @@ RATES = {("fp32", False): 100.0, ("fp32", True): 150.0, ("bf16", False): 300.0, 
 
 def fake_rates(tmp_path, monkeypatch, rate_of, agrees: bool) -> list[tuple]:
     """bare_step_rate as rate_of(precision, channels_last, pack) says, each call recorded as (arch, precision,
-    channels_last, pack, compiled); bf16 agreeing with fp32 or not; the cache in tmp_path."""
+    channels_last, pack, compiled), and trainer_step_rate likewise, recorded as ("trainer", arch, precision,
+    channels_last, pack, compiled, stored_channels); bf16 agreeing with fp32 or not; the cache in tmp_path."""
     monkeypatch.setenv("LOSSNB_CACHE", str(tmp_path / "cache"))
     calls = []
 
@@ -22,7 +23,13 @@ def fake_rates(tmp_path, monkeypatch, rate_of, agrees: bool) -> list[tuple]:
         calls.append((arch, precision, channels_last, pack, compiled))
         return rate_of(precision, channels_last, pack)
 
+    def trainer_rate(arch, classes, channels, head, precision, channels_last, pack=1, compiled=False,
+                     stored_channels=None):
+        calls.append(("trainer", arch, precision, channels_last, pack, compiled, stored_channels))
+        return rate_of(precision, channels_last, pack)
+
     monkeypatch.setattr(probe, "bare_step_rate", rate)
+    monkeypatch.setattr(probe, "trainer_step_rate", trainer_rate)
     monkeypatch.setattr(probe, "bf16_agrees", lambda *a: agrees)
     return calls
 
@@ -113,12 +120,13 @@ def test_auto_for_a_pack_is_the_fastest_setting_of_the_packed_step(layout_by_pac
 
 
 def test_the_arrangement_times_each_pack_in_the_setting_it_would_train_in(layout_by_pack):
-    probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "auto", 2, cores=1)
-    assert layout_by_pack[-1] == ("convnet_bn", "fp32", True, 2, False)  # the pack's own choice, not the solo one
+    # lossnb's own step is timed (not the bare one), in the pack's own choice, not the solo one
+    probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "auto", 2, cores=1, stored_channels=1)
+    assert layout_by_pack[-1] == ("trainer", "convnet_bn", "fp32", True, 2, False, 1)
     probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "off", 2, cores=1)
-    assert layout_by_pack[-1] == ("convnet_bn", "fp32", False, 2, False)  # a pinned layout is kept
+    assert layout_by_pack[-1] == ("trainer", "convnet_bn", "fp32", False, 2, False, None)  # a pinned layout is kept
     probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "off", 2, cores=1, compiled=True)
-    assert layout_by_pack[-1] == ("convnet_bn", "fp32", False, 2, True)  # compiled runs: their step compiled
+    assert layout_by_pack[-1] == ("trainer", "convnet_bn", "fp32", False, 2, True, None)  # compiled: step compiled
 
 
 def test_resumed_runs_keep_the_setting_they_began_in(monkeypatch):
@@ -149,7 +157,9 @@ def packed_machine(tmp_path, monkeypatch):
     monkeypatch.setenv("LOSSNB_CACHE", str(tmp_path / "cache"))
     calls = []
 
-    def rates(arch, classes, channels, head, precision, channels_last, pack, cores, compiled=False):
+    def rates(arch, classes, channels, head, precision, channels_last, pack, cores, compiled=False,
+              stored_channels=None):
+        assert stored_channels == 1  # FashionMNIST's gray images: the step crops one channel, repeated after
         calls.append((pack, compiled) if compiled else pack)
         return PACKED[(pack, 1)], PACKED[(pack, 2)]
 
@@ -231,6 +241,38 @@ def test_a_first_step_that_compiles_does_not_shorten_the_windows(monkeypatch):
     monkeypatch.setattr(probe, "STEPS", 1)  # the shortest reading: one warm-up step, nothing to estimate from
     clock["n"] = 0
     assert probe.steady_rate(step, 128) == pytest.approx(128 / 0.01)
+
+
+@pytest.mark.parametrize("stored", [1, 3])
+def test_the_arrangement_times_lossnbs_own_step_batch_after_batch_in_the_setting_given(monkeypatch, stored):
+    """trainer_step_rate reads PackRun.step, the step a grid's runs train with (crops, every member's loss, the
+    trainer's SGD), over the batches of an epoch's plan in turn, in the precision and memory format given, on
+    images of the channels the step will crop (gray repeated after, or colour)."""
+    from lossnb.trainer.state import PackRun
+
+    steps, original = [], PackRun.step
+
+    def step(self, batch, config, start=None):
+        steps.append((self, batch, start, self.train_crops.images.shape[1]))
+        return original(self, batch, config, start)
+
+    def reading(timed, images):
+        before = [p.detach().clone() for p in steps[-1][0].params]  # the plan's epoch ran already: a run exists
+        for _ in range(10):
+            timed()
+        run = steps[-1][0]
+        assert all(not torch.equal(a, b) for a, b in zip(before, run.params))  # each weight tensor trained
+        reading.images, reading.run = images, run
+        return 1.0
+
+    monkeypatch.setattr(PackRun, "step", step)
+    monkeypatch.setattr(probe, "steady_rate", reading)
+    probe.trainer_step_rate("convnet_bn", 10, 3, "linear", "bf16", True, pack=2, stored_channels=stored)
+    timed = steps[-10:]
+    assert [start for _, _, start, _ in timed] == [128 * (i % 8) for i in range(10)]  # 8 batches, cycled
+    assert {batch for _, batch, _, _ in timed} == {128} and reading.images == 2 * 128
+    assert (reading.run.precision, reading.run.channels_last, reading.run.k) == ("bf16", True, 2)
+    assert {channels for *_, channels in steps} == {stored}  # gray images cropped as one channel
 
 
 @pytest.mark.slow

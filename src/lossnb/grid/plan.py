@@ -75,8 +75,9 @@ def arrangement(cfg: RunConfig, pack: int | None, workers: int | None, measure: 
     shape = (cfg.arch, DATASETS[cfg.dataset]["classes"], input_channels(cfg.dataset, cfg.image_prep), cfg.head,
              cfg.precision, cfg.channels_last)
     sizes = (pack,) if pack else PACK_SIZES
-    choice = (best_arrangement(*shape, packs=sizes, say=say, compiled=cfg.compile) if measure
-              else cached_arrangement(*shape, packs=sizes, compiled=cfg.compile))
+    stored = DATASETS[cfg.dataset]["channels"]  # the channels a step crops (gray images are repeated after)
+    choice = (best_arrangement(*shape, packs=sizes, say=say, compiled=cfg.compile, stored_channels=stored) if measure
+              else cached_arrangement(*shape, packs=sizes, compiled=cfg.compile, stored_channels=stored))
     if choice is None:
         say("pack size not measured on this machine yet (a dry run does not measure): listed one run a time")
         return pack or 1, workers

@@ -9,7 +9,10 @@ fastest ConvNet setting on an AVX-512-bf16 CPU and bf16 NCHW its slowest; on an 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import itertools
 import json
 import os
 import platform
@@ -108,6 +111,36 @@ def bare_step_rate(arch: str, num_classes: int, in_channels: int, head: str, pre
     return steady_rate(lambda: _step(forward, opt, x, y, precision), pack * BATCH)
 
 
+def trainer_step_rate(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
+                      channels_last: bool, pack: int = 1, compiled: bool = False,
+                      stored_channels: int | None = None) -> float:
+    """Training images per second (all runs of a pack together) of lossnb's own training step at batch 128 per
+    run, on this process's threads, at steady state: each run's crops and flips gathered, forward, the runs'
+    losses, backward, the trainer's SGD and its running sums, on random images of ``stored_channels`` (1 where
+    the data set's gray images are repeated to ``in_channels``, as the trainer crops them once). What a grid's
+    runs pay beyond the model's bare step is in it: in one process of N threads that host work runs between the
+    steps, in N processes beside them, so the two arrangements are told apart as the runs will train."""
+    from ..data import ImageData
+    from .config import RunConfig
+    from .state import PackRun
+
+    stored, batches = stored_channels or in_channels, 8  # a few batches, cycled: the step's own cost, not an epoch's
+    images = torch.randint(0, 256, (batches * BATCH, stored, 32, 32), dtype=torch.uint8)
+    images = images.expand(-1, in_channels, -1, -1) if stored < in_channels else images
+    labels = torch.randint(0, num_classes, (batches * BATCH,))
+    data = ImageData("synthetic", images, labels, images[:2], labels[:2], num_classes, (0.5,) * in_channels,
+                     (0.25,) * in_channels, "random images")
+    cfgs = [RunConfig(arch=arch, dataset="cifar10", loss="ce", head=head, seed=seed, device="cpu", compile=compiled)
+            for seed in range(pack)]  # the data set is named only: the images are the ones above
+    setting = {"precision": precision, "channels_last": channels_last, "chosen_by": "given"}
+    with contextlib.redirect_stderr(io.StringIO()):  # the pack's line naming its setting: the caller says it
+        run = PackRun(cfgs, data, torch.device("cpu"), execution=setting)
+    run.train_epoch(0, progress=False)  # the epoch's plan (every crop, every target), as a grid's epoch sets it
+    config = {"num_classes": num_classes, "epoch": 0, "total_epochs": cfgs[0].epochs}
+    steps = itertools.count()
+    return steady_rate(lambda: run.step(BATCH, config, next(steps) % batches * BATCH), pack * BATCH)
+
+
 def bf16_agrees(arch: str, num_classes: int, in_channels: int, head: str) -> bool:
     """One step's loss and gradients in bf16 autocast against fp32, from the same weights and batch."""
     torch.manual_seed(1)
@@ -192,14 +225,15 @@ def trained_setting(arch: str, num_classes: int, in_channels: int, head: str, pr
     return chosen["precision"], chosen["channels_last"]
 
 
-def _packed_rate(arch, num_classes, in_channels, head, precision, channels_last, pack, compiled,
+def _packed_rate(arch, num_classes, in_channels, head, precision, channels_last, pack, compiled, stored_channels,
                  barrier=None) -> float:
-    """The bare step of a pack in the setting it would train in here; with ``barrier``, timed once every process
-    side by side has resolved its own (each on its own threads: the fastest setting depends on them)."""
+    """lossnb's training step of a pack in the setting it would train in here; with ``barrier``, timed once every
+    process side by side has resolved its own (each on its own threads: the fastest setting depends on them)."""
     setting = trained_setting(arch, num_classes, in_channels, head, precision, channels_last, pack)
     if barrier is not None:
         barrier.wait()
-    return bare_step_rate(arch, num_classes, in_channels, head, *setting, pack, compiled=compiled)
+    return trainer_step_rate(arch, num_classes, in_channels, head, *setting, pack, compiled=compiled,
+                             stored_channels=stored_channels)
 
 
 def _worker_rate(args) -> float:
@@ -209,13 +243,14 @@ def _worker_rate(args) -> float:
 
 
 def arrangement_rates(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
-                      channels_last: str | bool, pack: int, cores: int, compiled: bool = False) -> tuple[float, float]:
+                      channels_last: str | bool, pack: int, cores: int, compiled: bool = False,
+                      stored_channels: int | None = None) -> tuple[float, float]:
     """(one process of ``cores`` threads, ``cores`` single-thread processes side by side): training images per
-    second of packs of ``pack`` runs, all runs together, at steady state, each in the precision and memory
-    format the trainer would take for it there, compiled where the runs are."""
+    second of lossnb's step (trainer_step_rate) for packs of ``pack`` runs, all runs together, at steady state,
+    each in the precision and memory format the trainer would take for it there, compiled where the runs are."""
     import multiprocessing as mp
 
-    args = (arch, num_classes, in_channels, head, precision, channels_last, pack, compiled)
+    args = (arch, num_classes, in_channels, head, precision, channels_last, pack, compiled, stored_channels)
     before = torch.get_num_threads()
     torch.set_num_threads(cores)
     try:
@@ -234,23 +269,27 @@ def arrangement_rates(arch: str, num_classes: int, in_channels: int, head: str, 
 
 def best_arrangement(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
                      channels_last: str | bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES,
-                     say=print, compiled: bool = False) -> dict:
+                     say=print, compiled: bool = False, stored_channels: int | None = None) -> dict:
     """On a CPU of N cores, how a grid trains this network fastest: runs per pack (each of ``packs``) and packs at
-    a time (1 process of N threads, or N single-thread processes), by the aggregate training rate of the bare
-    step, measured at steady state and cached per machine. Returns {"pack", "workers", "rates": {"K x P": img/s}}.
+    a time (1 process of N threads, or N single-thread processes), by the aggregate rate of lossnb's own training
+    step (trainer_step_rate: the bare step misses the host work between steps, which one process of N threads
+    runs serially and N processes run side by side), measured at steady state and cached per machine. Images of
+    ``stored_channels`` are cropped (1 for gray images repeated to ``in_channels``). Returns {"pack", "workers",
+    "rates": {"K x P": img/s}}.
     Which wins depends on the network and the CPU: packing turns a small network's many tiny operations into
     fewer larger ones, while a wide one already fills the cores and only loses to grouped convolutions. Runs
     under torch.compile (``compiled``) are timed compiled, and their choice is cached apart: fusing a pack's many
     small operations moves where packing stops paying."""
     cores = cores or os.cpu_count() or 1
-    key = _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs, compiled)
+    key = _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs, compiled,
+                           stored_channels)
     cache = _read_cache()
     if key in cache:
         return cache[key]
     rates = {}
     for pack in packs:
         one, many = arrangement_rates(arch, num_classes, in_channels, head, precision, channels_last, pack, cores,
-                                      compiled)
+                                      compiled, stored_channels)
         rates[f"{pack} x 1"] = one
         if cores > 1:
             rates[f"{pack} x {cores}"] = many
@@ -259,21 +298,24 @@ def best_arrangement(arch: str, num_classes: int, in_channels: int, head: str, p
     choice = {"pack": pack, "workers": workers, "rates": rates}
     cache[key] = choice
     _write_cache(cache)
-    say(f"measured {arch}{' compiled' if compiled else ''} on {cores} cores (runs per pack x packs at a time: "
-        "img/s, all runs together): "
+    say(f"measured lossnb's training step of {arch}{' compiled' if compiled else ''} on {cores} cores (runs per "
+        "pack x packs at a time: img/s, all runs together): "
         + ", ".join(f"{k}: {v:,.0f}" for k, v in rates.items()))
     return choice
 
 
 def cached_arrangement(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
                        channels_last: str | bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES,
-                       compiled: bool = False) -> dict | None:
+                       compiled: bool = False, stored_channels: int | None = None) -> dict | None:
     """best_arrangement's cached answer, or None where this machine has not measured it."""
     key = _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last,
-                           cores or os.cpu_count() or 1, packs, compiled)
+                           cores or os.cpu_count() or 1, packs, compiled, stored_channels)
     return _read_cache().get(key)
 
 
-def _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs, compiled) -> str:
-    return (f"arrangement|{machine_key()}|{arch}|{num_classes}|{in_channels}|{head}|{precision}|{channels_last}|"
-            f"{cores}|{','.join(map(str, packs))}" + ("|compiled" if compiled else ""))
+def _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs, compiled,
+                     stored_channels) -> str:
+    # "trainer-step": choices cached from the bare step's rates (before it) are not this measurement's answer
+    return (f"arrangement|trainer-step|{machine_key()}|{arch}|{num_classes}|{in_channels}|"
+            f"{stored_channels or in_channels}|{head}|{precision}|{channels_last}|{cores}|{','.join(map(str, packs))}"
+            + ("|compiled" if compiled else ""))
