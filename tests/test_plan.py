@@ -543,3 +543,18 @@ def test_the_last_epochs_table_reads_the_change_of_test_accuracy_and_the_final_t
     assert list(table.index) == ["CE", "mae"]
     assert list(table.iloc[:, 0]) == pytest.approx([100 * 2 * 0.005, 100 * 2 * -0.002])  # CE: mean of 0.8, 1.2
     assert list(table.iloc[:, 1]) == pytest.approx([-1.5, 1.0])
+    assert table.shape[1] == 2  # no record of the un-augmented fit, no column for it
+
+
+def test_the_last_epochs_table_adds_the_un_augmented_fit_where_the_records_hold_it():
+    from lossnb.study import last_epochs
+
+    rows = [{"loss_tag": tag, "seed": seed, "epoch": e, "test_acc": 0.9, "train_acc": 0.88}
+            for tag, seed in [("ce", 0), ("ce", 1), ("mae", 0)] for e in range(10)]
+    ends = pd.DataFrame({"loss_tag": ["ce", "ce", "mae", "mae"], "seed": [0, 1, 0, 1],  # mae seed 1 has no curve
+                         "train_eval_acc": [0.93, 0.94, 0.90, 0.99], "final_test_acc": [0.91, 0.91, 0.91, 0.91]})
+    table = last_epochs(pd.DataFrame(rows), ["ce", "mae"], {}, ends=ends)
+    assert "un-augmented" in table.columns[2] and "augmented" in table.columns[1]
+    # CE: (2 + 3) / 2 points; MAE: -1 point, its seed 1 (no curve, not pictured) left out
+    assert list(table.iloc[:, 2]) == pytest.approx([2.5, -1.0])
+    assert list(table.iloc[:, 1]) == pytest.approx([-2.0, -2.0])

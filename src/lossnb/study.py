@@ -119,21 +119,30 @@ def curves_of(plan: Plan, curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFr
     return plan.select(curves).merge(pictured, on=["loss_tag", "seed"])
 
 
-def last_epochs(mine: pd.DataFrame, tags: list[str], labels: dict[str, str], share: float = 0.1) -> pd.DataFrame:
+def last_epochs(mine: pd.DataFrame, tags: list[str], labels: dict[str, str], share: float = 0.1,
+                ends: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per loss, means over the runs of ``mine`` (curves_of): the change of test accuracy over the last ``share``
     of the epochs, and training minus test accuracy at the last epoch, in points. Is the network still
-    learning when the schedule ends, and has training accuracy pulled away from test accuracy?"""
+    learning when the schedule ends, and has training accuracy pulled away from test accuracy? The training
+    accuracy of the curves is read on the augmented batches; where ``ends`` (study_runs of the same plan) records
+    the accuracy on the un-augmented training images at the end, a third column gives that minus the final test
+    accuracy over the same runs: the fit as the pilot's regime criterion measures it."""
     last = int(mine["epoch"].max())
     back = max(1, round(share * (last + 1)))
     at = mine[mine["epoch"].isin([last - back, last])].pivot_table(
         index=["loss_tag", "seed"], columns="epoch", values=["test_acc", "train_acc"])
     per_run = pd.DataFrame({"gain": at[("test_acc", last)] - at[("test_acc", last - back)],
                             "gap": at[("train_acc", last)] - at[("test_acc", last)]}).dropna()
+    columns = {"gain": f"test acc change over the last {back} epochs (pts)",
+               "gap": "train − test acc at the last epoch, augmented (pts)"}
+    if ends is not None and "train_eval_acc" in ends and ends["train_eval_acc"].notna().any():
+        own = ends.set_index(["loss_tag", "seed"])
+        per_run["plain_gap"] = own["train_eval_acc"] - own["final_test_acc"]
+        columns["plain_gap"] = "train − test acc at the end, un-augmented (pts)"
     means = POINTS * per_run.groupby("loss_tag").mean()
     present = [t for t in tags if t in means.index]
-    table = pd.DataFrame({f"test acc change over the last {back} epochs (pts)": means.loc[present, "gain"].round(2),
-                          "train − test acc at the last epoch (pts)": means.loc[present, "gap"].round(2)}
-                         ).set_axis([labels.get(t, t) for t in present])
+    table = means.loc[present, list(columns)].round(2).rename(columns=columns)
+    table = table.set_axis([labels.get(t, t) for t in present])
     table.attrs["epochs"] = back
     return table
 
