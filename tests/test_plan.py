@@ -558,3 +558,34 @@ def test_the_last_epochs_table_adds_the_un_augmented_fit_where_the_records_hold_
     # CE: (2 + 3) / 2 points; MAE: -1 point, its seed 1 (no curve, not pictured) left out
     assert list(table.iloc[:, 2]) == pytest.approx([2.5, -1.0])
     assert list(table.iloc[:, 1]) == pytest.approx([-2.0, -2.0])
+
+
+def test_a_study_with_a_planned_run_missing_is_left_out_of_every_page_that_gathers_verdicts(study):
+    """A plan's tests are read once, on every run it plans: before that, the front page's figure and the
+    designs' evidence leave the study out, and its own spread is not described."""
+    from lossnb import designs
+    from lossnb.answer import forest_table
+    from lossnb.study import answered, seeds_table
+
+    plan, runs = study
+    assert len(runs) == plan.planned  # the fixture writes every planned run
+    one_short = runs.drop(index=runs.index[runs["loss"] == "ce"][0])
+    assert answered(plan, runs) and not answered(plan, one_short)
+    assert len(forest_table([plan], runs)) == len(plan.families[0].pairs)
+    assert forest_table([plan], one_short).empty
+    assert not designs.evidence([plan], runs, "complement_ls").empty
+    assert designs.evidence([plan], one_short, "complement_ls").empty
+    assert seeds_table([plan], runs).iloc[:, 0]["own SD"] != "–"
+    assert seeds_table([plan], one_short).iloc[:, 0]["own SD"] == "–"
+
+
+def test_the_runs_of_a_study_under_way_are_left_out_of_pages_that_read_every_record(study):
+    from lossnb.study import without_unanswered
+
+    plan, runs = study
+    other = runs.assign(study="another-e2")  # a study no plan names: always kept
+    both = pd.concat([runs, other], ignore_index=True)
+    assert len(without_unanswered([plan], both)) == len(both)
+    one_short = both.drop(index=both.index[(both["study"] == plan.study) & (both["loss"] == "ce")][0])
+    kept = without_unanswered([plan], one_short)
+    assert (kept["study"] == plan.study).sum() == 0 and len(kept) == len(other)

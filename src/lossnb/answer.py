@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .plan import Plan, compare, load_plan
+from .study import answered
 
 
 def load_plans(folder: str | Path) -> list[Plan]:
@@ -17,10 +18,10 @@ def load_plans(folder: str | Path) -> list[Plan]:
 
 
 def forest_table(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
-    """The first family of every plan with a tested comparison, as one table for lossnb.plotting.forest, its
-    family named by the study."""
+    """The first family of every answered plan (every planned run complete: lossnb.study.answered) with a tested
+    comparison, as one table for lossnb.plotting.forest, its family named by the study."""
     blocks = []
-    for plan in plans:
+    for plan in (p for p in plans if answered(p, runs)):
         block = compare(plan, runs)
         block = block[block["family"] == plan.families[0].name]
         if (block["verdict"] != "not tested").any():

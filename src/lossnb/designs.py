@@ -13,7 +13,7 @@ from .analysis import choose_on_validation
 from .names import grid_in_words, labels_of, plain_name, study_in_words
 from .plan import ECE_VERDICTS, Family, Plan, compare, compare_families
 from .results import pooled_reliability, with_trained
-from .study import by_accuracy, runs_table, verdict_tables
+from .study import answered, by_accuracy, runs_table, verdict_tables
 
 POINTS = 100
 
@@ -67,9 +67,9 @@ def settings_in_grids(grids_dir: str | Path, runs: pd.DataFrame, loss: str, reas
 def evidence(plans: list[Plan], runs: pd.DataFrame, loss: str) -> pd.DataFrame:
     """Every planned comparison of a setting of the design ``loss`` (a registry name) with a baseline, one row
     per study and baseline (the setting, the difference with its 95% CI, Holm-adjusted p of difference and
-    equivalence, verdict)."""
+    equivalence, verdict), from every answered plan (every planned run complete: lossnb.study.answered)."""
     tables = []
-    for plan in plans:
+    for plan in (p for p in plans if answered(p, runs)):
         comparisons = compare(plan, runs)
         mine = comparisons[comparisons["a"].map(lambda key: key.split("/")[-1].split("-")[0]) == loss]
         labels = plan.labels()

@@ -160,6 +160,24 @@ def complete_runs(plan: Plan, runs: pd.DataFrame) -> int:
     return int((study_runs(plan, runs)["status"] == "complete").sum())
 
 
+def answered(plan: Plan, runs: pd.DataFrame) -> bool:
+    """Whether every planned run is complete. A plan's tests are read once, then: before it, the pages that
+    gather every study's comparisons (and a study's own spread) leave the study out, since an interim look is
+    not what its plan provides for."""
+    return complete_runs(plan, runs) == plan.planned
+
+
+def without_unanswered(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` less the runs of every plan not yet answered: for a chapter that reads every study's records
+    (tables across studies, calibration families), so that a study under way shows nothing of its test sets
+    there before its plan's one reading."""
+    under_way = [p for p in plans if not answered(p, runs)]
+    drop = pd.Series(False, index=runs.index)
+    for plan in under_way:
+        drop |= (runs["study"] == plan.study) & runs["task"].isin(plan.tasks)
+    return runs[~drop]
+
+
 def failure_rate_table(plan: Plan, runs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
     """lossnb.plan.failure_rates for display: per loss, its failed runs out of its complete ones and the rate
     with its exact 95% interval, in %."""
@@ -260,7 +278,7 @@ def cost_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dic
 def seeds_table(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
     """Per plan (a column: its study in words), what its seeds detect with 80% power at the strictest test of its first
     family: at the spread its power rule planned on (the source study's paired differences) and, as a
-    description rather than a test, at the spread of its own; the target where the seed budget could not reach
+    description rather than a test, at the spread of its own once every planned run has finished; the target where the seed budget could not reach
     it, and the range of its own pairs' spreads with the widest pair named (a pooled spread is led by it)."""
     from .plan import PlanError, seed_count
 
@@ -285,7 +303,7 @@ def seeds_table(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
                         "detects, planned": f"{POINTS * rule['detectable']:.2f}",
                         "target": f"{POINTS * plan.seeds['target']:g}" + (
                             f" (not reached within {plan.seeds['most']} seeds)" if rule["capped"] else "")}
-        now = sensitivity(plan, runs)
+        now = sensitivity(plan, runs) if answered(plan, runs) else None  # its own spread: once it has finished
         if now:
             a, b = now["widest"]
             labels = plan.labels()
