@@ -278,8 +278,9 @@ def cost_table(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame, labels: dic
 def seeds_table(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
     """Per plan (a column: its study in words), what its seeds detect with 80% power at the strictest test of its first
     family: at the spread its power rule planned on (the source study's paired differences) and, as a
-    description rather than a test, at the spread of its own once every planned run has finished; the target where the seed budget could not reach
-    it, and the range of its own pairs' spreads with the widest pair named (a pooled spread is led by it)."""
+    description rather than a test, at the spread of its own once every planned run has finished; the target
+    where the seed budget could not reach it, and the range of its own pairs' spreads with the widest pair named
+    (a pooled spread is led by it)."""
     from .plan import PlanError, seed_count
 
     rows = {}
