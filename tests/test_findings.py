@@ -89,3 +89,13 @@ def test_the_front_page_fails_to_execute_when_a_finding_loses_its_evidence(tmp_p
     message = str(caught.value)
     assert "\n" not in message and message.startswith("chapter 'intro': ")
     assert "'ArcFace fails to train in most seeds'" in message and "0 of 5 seeds did not train" in message
+
+
+def test_the_chance_that_runs_all_train_is_the_binomial_probability_of_no_failure():
+    from scipy.stats import binom
+
+    from lossnb.findings import all_train_chance
+
+    outcomes = {"complete": 100, "did_not_train": 3, "collapsed": 1}  # 4 of 100 failed
+    assert all_train_chance(outcomes, 9) == pytest.approx(binom.pmf(0, 9, 0.04))
+    assert all_train_chance(outcomes, 20) == pytest.approx(binom.pmf(0, 20, 0.04))

@@ -49,6 +49,13 @@ def run_outcomes(plan: Plan, runs: pd.DataFrame) -> dict:
             "seeds_by_loss": done.groupby("loss_tag")["seed"].nunique().to_dict()}
 
 
+def all_train_chance(outcomes: dict, runs: int) -> float:
+    """The probability that ``runs`` runs all train and hold, each failing (not training, or collapsing after
+    training) at the rate of a study's complete runs (``outcomes``, from run_outcomes)."""
+    failed = outcomes["did_not_train"] + outcomes["collapsed"]
+    return (1 - failed / outcomes["complete"]) ** runs
+
+
 def fit_at_end(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame) -> dict:
     """Whether the network fits its training data: per run that trained and did not collapse, the last epoch's
     training accuracy (on the augmented batches it trained on, in training mode) against its test accuracy.
