@@ -39,6 +39,7 @@ def test_run_outcomes_count_what_was_written(outcomes):
     plan, runs, _ = outcomes
     got = findings.run_outcomes(plan, runs)
     assert (got["complete"], got["trained"], got["did_not_train"], got["collapsed"]) == (42, 41, 1, 1)
+    assert (got["finished"], got["diverged"], got["failed"]) == (42, 0, 2)
     assert got["failed_losses"] == ["mae"]
     assert got["did_not_train_by_loss"]["mae"] == 1 and got["did_not_train_by_loss"]["ce"] == 0
     assert got["seeds_by_loss"]["mae"] == 6
@@ -96,6 +97,6 @@ def test_the_chance_that_runs_all_train_is_the_binomial_probability_of_no_failur
 
     from lossnb.findings import all_train_chance
 
-    outcomes = {"complete": 100, "did_not_train": 3, "collapsed": 1}  # 4 of 100 failed
+    outcomes = {"finished": 100, "failed": 4}  # 4 of 100 failed (diverged, did not train or collapsed)
     assert all_train_chance(outcomes, 9) == pytest.approx(binom.pmf(0, 9, 0.04))
     assert all_train_chance(outcomes, 20) == pytest.approx(binom.pmf(0, 20, 0.04))

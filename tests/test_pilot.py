@@ -24,11 +24,12 @@ def pilot(tmp_path):
     return load_pilot(tmp_path / "pilot.yaml")
 
 
-def record(root, arch, loss, seed, best=0.9, final=None, fit=None, wall=3600.0, pack=4, threads=1, eval_size=10000):
+def record(root, arch, loss, seed, best=0.9, final=None, fit=None, wall=3600.0, pack=4, threads=1, eval_size=10000,
+           status="complete"):
     final = best if final is None else final
     run_dir = write_synthetic_record(root / "runs", loss, seed, best, final=final, protocol="p", arch=arch,
                                      wall_seconds=wall, pack_size=pack, train_eval_acc=final + 0.02 if fit is None
-                                     else fit)
+                                     else fit, status=status)
     config = json.loads((run_dir / "config.json").read_text())
     config["data"] = {"eval_size": eval_size}
     config["environment"]["cpu_threads"] = threads
@@ -69,6 +70,17 @@ def test_a_run_that_did_not_train_or_collapsed_makes_a_candidate_unstable(pilot,
     record(tmp_path, "convnet_bn_w2", "focal", 4, best=0.9, final=0.1)
     table, _ = table_and_choice(pilot, tmp_path)
     assert table.loc["convnet_bn_w2", "collapsed"] == 1 and not table.loc["convnet_bn_w2", "stable"]
+
+
+def test_a_run_that_diverged_makes_a_candidate_unstable_and_is_no_measure_of_its_cost(pilot, tmp_path):
+    everything(tmp_path, "convnet_bn")
+    everything(tmp_path, "convnet_bn_w2")
+    record(tmp_path, "convnet_bn", "focal", 4, best=0.85, wall=60.0, status="diverged")  # stopped in its first minute
+    table, (arch, _) = table_and_choice(pilot, tmp_path)
+    assert table.loc["convnet_bn", "runs"] == 3 * len(LOSSES) + 1 and not table.loc["convnet_bn", "stable"]
+    assert arch == "convnet_bn_w2"
+    # the cost by hand from the whole runs alone: an hour of a pack of 4 on 1 of 2 cores, 50,000 images
+    assert table.loc["convnet_bn", "wall-time hours"] == pytest.approx(70 / (2 * 4) * 60000 / 50000)
 
 
 def test_a_candidate_under_the_gap_or_over_the_cost_is_passed_over_and_the_fallback_is_the_largest_gap(pilot,

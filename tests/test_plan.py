@@ -579,6 +579,36 @@ def test_a_study_with_a_planned_run_missing_is_left_out_of_every_page_that_gathe
     assert seeds_table([plan], one_short).iloc[:, 0]["own SD"] == "–"
 
 
+def test_a_run_that_diverged_answers_its_place_in_the_plan_as_one_failure(study, tmp_path):
+    """A run stopped where its loss went non-finite is an outcome, not a run still to come: the plan is answered,
+    the run counts as its loss's failure (Clopper-Pearson interval, statsmodels' 'beta' method as reference) and
+    stays out of the tests, which compare focal loss on its other five seeds."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    from lossnb.findings import run_outcomes
+    from lossnb.plan import failure_rates
+    from lossnb.study import answered
+
+    plan, _ = study
+    run_dir = write_synthetic_record(tmp_path / "runs", "focal", 2, 0.7, loss_params={"gamma": 2},
+                                     status="diverged", epochs_completed=1, diverged_at={"epoch": 1, "step": 3})
+    metrics = run_dir / "metrics.csv"  # as the trainer leaves it: the rows of the epochs before the one it stopped in
+    metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:2]))
+    runs, _ = load_runs(tmp_path / "runs")
+    assert (runs["status"] == "diverged").sum() == 1 and len(runs) == plan.planned
+    assert answered(plan, runs)
+    outcomes = run_outcomes(plan, runs)
+    assert (outcomes["finished"], outcomes["complete"], outcomes["diverged"], outcomes["failed"]) == \
+        (plan.planned, plan.planned - 1, 1, 2)  # the fixture's MAE seed 0 did not train: the other failure
+    rates = failure_rates(plan, runs).set_index("loss_tag")
+    assert (rates.loc["focal-gamma2", "runs"], rates.loc["focal-gamma2", "failed"]) == (6, 1)
+    low, high = proportion_confint(1, 6, alpha=0.05, method="beta")
+    assert (rates.loc["focal-gamma2", "ci low"], rates.loc["focal-gamma2", "ci high"]) == pytest.approx((low, high))
+    table = compare(plan, runs)
+    with_focal = table[(table["a"] == "focal-gamma2") | (table["b"] == "focal-gamma2")]
+    assert len(with_focal) and (with_focal["seeds"] == 5).all()
+
+
 def test_the_runs_of_a_study_under_way_are_left_out_of_pages_that_read_every_record(study):
     from lossnb.study import without_unanswered
 

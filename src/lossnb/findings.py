@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .plan import Plan, study_runs
+from .trainer.records import FINISHED
 
 
 class FindingUnsupported(AssertionError):
@@ -36,13 +37,16 @@ def verdicts(table: pd.DataFrame, family: str | None = None) -> set[str]:
 
 
 def run_outcomes(plan: Plan, runs: pd.DataFrame) -> dict:
-    """How the plan's complete runs ended: how many, how many trained, did not train (best accuracy under the
-    plan's threshold) or collapsed after training (final accuracy under it again), and the losses of those."""
+    """How the plan's runs ended: how many finished (complete or diverged: the plan is answered when every
+    planned run has), how many are complete, trained, did not train (best accuracy under the plan's threshold)
+    or collapsed after training (final accuracy under it again), how many failed (diverged or either of those),
+    and the losses of the complete runs that failed."""
     mine = study_runs(plan, runs)
     done = mine[mine["status"] == "complete"]
     failed = done[~done["trained"] | done["collapsed"]]
-    return {"complete": len(done), "trained": int(done["trained"].sum()),
-            "diverged": int((mine["status"] == "diverged").sum()),
+    diverged = int((mine["status"] == "diverged").sum())
+    return {"finished": int(mine["status"].isin(FINISHED).sum()), "complete": len(done),
+            "trained": int(done["trained"].sum()), "diverged": diverged, "failed": diverged + len(failed),
             "did_not_train": int((~done["trained"]).sum()), "collapsed": int(done["collapsed"].sum()),
             "failed_losses": list(dict.fromkeys(failed["loss_tag"])),
             "did_not_train_by_loss": (~done["trained"]).groupby(done["loss_tag"]).sum().astype(int).to_dict(),
@@ -50,10 +54,9 @@ def run_outcomes(plan: Plan, runs: pd.DataFrame) -> dict:
 
 
 def all_train_chance(outcomes: dict, runs: int) -> float:
-    """The probability that ``runs`` runs all train and hold, each failing (not training, or collapsing after
-    training) at the rate of a study's complete runs (``outcomes``, from run_outcomes)."""
-    failed = outcomes["did_not_train"] + outcomes["collapsed"]
-    return (1 - failed / outcomes["complete"]) ** runs
+    """The probability that ``runs`` runs all train and hold, each failing (diverging, not training, or collapsing
+    after training) at the rate of a study's finished runs (``outcomes``, from run_outcomes)."""
+    return (1 - outcomes["failed"] / outcomes["finished"]) ** runs
 
 
 def fit_at_end(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame) -> dict:

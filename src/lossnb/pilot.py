@@ -16,6 +16,7 @@ import yaml
 from .grid import load_grid
 from .plan import pooled_sd
 from .results import with_trained
+from .trainer.records import FINISHED
 
 FULL_TRAINING_SET = 60_000  # a full-length study trains on every training image; the pilot holds 10,000 out
 CORES = 2  # "hours of this 2-core machine": the criteria's unit of cost
@@ -62,9 +63,10 @@ def measured_hours(pilot: Pilot) -> dict[str, float]:
 
 
 def pilot_runs(pilot: Pilot, runs: pd.DataFrame) -> pd.DataFrame:
-    """The pilot's complete records, with trained / collapsed, each run's fit gap (accuracy on its own
-    un-augmented training images minus final validation accuracy) and its cost in machine-hours at full length."""
-    done = with_trained(runs[(runs["study"] == pilot.study) & (runs["status"] == "complete")])
+    """The pilot's finished records (a diverged run is one that did not train, so its network is not stable), with
+    trained / collapsed, each run's fit gap (accuracy on its own un-augmented training images minus final
+    validation accuracy) and its cost in machine-hours at full length."""
+    done = with_trained(runs[(runs["study"] == pilot.study) & runs["status"].isin(FINISHED)])
     threads = done["cpu_threads"].fillna(CORES)
     # the pack's wall time is shared by its runs, and a process of t threads holds t of the cores
     seconds = done["wall_seconds"] * threads / (CORES * done["pack_size"])
@@ -83,7 +85,8 @@ def candidate_table(pilot: Pilot, runs: pd.DataFrame, as_written: bool = False) 
     for arch in pilot.candidates + ([pilot.reference] if pilot.reference else []):
         mine = done[done["arch"] == arch]
         trained = mine[mine["trained"]]
-        wall = pilot.planned_runs * mine["full_length_hours"].mean() if len(mine) else np.nan
+        whole = mine[mine["status"] == "complete"]  # a diverged run stopped early: no measure of a run's cost
+        wall = pilot.planned_runs * whole["full_length_hours"].mean() if len(whole) else np.nan
         hours = amended.get(arch, np.nan) if amended else wall
         stable = bool(len(mine)) and bool(mine["trained"].all() and not mine["collapsed"].any())
         regime = (len(trained) > 0 and trained["gap"].mean() >= pilot.least_mean_gap
@@ -105,7 +108,7 @@ def choice(pilot: Pilot, table: pd.DataFrame) -> tuple[str | None, str]:
     candidates = table[table["candidate"]]
     for arch, row in candidates.iterrows():
         if row["runs"] == 0:
-            return None, f"{arch} has no complete run yet"
+            return None, f"{arch} has no finished run yet"
         if row["stable"] and row["regime"] and row["affordable"]:
             return arch, "the cheapest candidate that is stable and fits its training data within the cost"
     fallback = candidates[candidates["stable"] & candidates["affordable"]]

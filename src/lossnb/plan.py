@@ -17,6 +17,7 @@ from . import stats
 from .names import plain_name
 from .results import with_trained
 from .trainer.config import loss_tag_of
+from .trainer.records import FINISHED
 from .yaml_errors import one_line
 
 REQUIRED_KEYS = ("grid", "task", "metric", "alpha", "margin", "families")
@@ -319,11 +320,11 @@ def seed_count(plan: Plan, runs: pd.DataFrame) -> dict:
 
 # ---------------------------------------------------------------- secondary analyses
 def failure_rates(plan: Plan, runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Per loss the plan compares: its complete runs, those that failed (did not train, or collapsed after
-    training), the rate, and its exact (Clopper-Pearson) interval: a handful of failures in tens of runs is where
-    the normal approximation fails."""
+    """Per loss the plan compares: its finished runs, those that failed (diverged, did not train, or collapsed
+    after training), the rate, and its exact (Clopper-Pearson) interval: a handful of failures in tens of runs is
+    where the normal approximation fails."""
     done = study_runs(plan, runs)
-    done = done[done["status"] == "complete"]
+    done = done[done["status"].isin(FINISHED)]  # a diverged run is not trained: one failure
     rows = []
     for tag in plan.tags():
         mine = done[done["loss_tag"] == tag]

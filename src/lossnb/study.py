@@ -155,16 +155,14 @@ def panels_present(plan: Plan, mine: pd.DataFrame) -> list[tuple[str, list[str]]
     return [(title, tags) for title, tags in panels if tags]
 
 
-def complete_runs(plan: Plan, runs: pd.DataFrame) -> int:
-    """How many of the plan's runs are complete (the plan is answered in full when this is plan.planned)."""
-    return int((study_runs(plan, runs)["status"] == "complete").sum())
-
-
 def answered(plan: Plan, runs: pd.DataFrame) -> bool:
-    """Whether every planned run is complete. A plan's tests are read once, then: before it, the pages that
-    gather every study's comparisons (and a study's own spread) leave the study out, since an interim look is
-    not what its plan provides for."""
-    return complete_runs(plan, runs) == plan.planned
+    """Whether every planned run has finished (complete, or stopped where it diverged: an outcome the plan counts
+    as a failure, not a run still to come). A plan's tests are read once, then: before it, the pages that gather
+    every study's comparisons (and a study's own spread) leave the study out, since an interim look is not what
+    its plan provides for."""
+    from .findings import run_outcomes
+
+    return run_outcomes(plan, runs)["finished"] == plan.planned
 
 
 def without_unanswered(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
@@ -179,8 +177,8 @@ def without_unanswered(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def failure_rate_table(plan: Plan, runs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
-    """lossnb.plan.failure_rates for display: per loss, its failed runs out of its complete ones and the rate
-    with its exact 95% interval, in %."""
+    """lossnb.plan.failure_rates for display: per loss, its failed runs out of its finished ones (complete or
+    diverged) and the rate with its exact 95% interval, in %."""
     from .plan import failure_rates
 
     rows = {}

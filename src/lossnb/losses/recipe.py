@@ -9,7 +9,6 @@ mean squared logit norm.
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from .common import upcast
