@@ -101,6 +101,27 @@ def test_bad_grid_flags_end_in_one_line(tmp_path, capsys, flags, message):
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("only, message", [
+    (["seed=7"], "--only seed=7 matches no run of the grid; its seed is one of: 0, 1, 2"),
+    (["loss=focall"], "--only loss=focall matches no run of the grid; its loss is one of: ce, gce"),
+    (["loss=ce", "seed=2"], "--only loss=ce seed=2: the grid has each of these, but no run that has them all")])
+def test_a_selection_that_matches_no_run_is_refused_naming_what_the_grid_holds(tmp_path, capsys, only, message):
+    grid = tiny(losses=["ce", {"name": "gce", "params": {"q": 0.7}, "seeds": [2]}])  # gce alone has seed 2
+    flags = [f for pair in only for f in ("--only", pair)]
+    assert cli_main(["grid", str(write_grid(tmp_path, grid)), "--runs-dir", str(tmp_path / "runs"), "--dry-run",
+                     *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == f"lossnb grid: {message}\n"
+
+
+def test_a_selection_keeps_exactly_the_runs_that_match_it(tmp_path):
+    grid = parse_grid(tiny(losses=["ce", {"name": "gce", "params": {"q": 0.7}, "seeds": [2]}]))
+    plan = plan_runs(grid.runs, tmp_path / "runs", only={"loss": "ce"})
+    assert [(c.loss, c.seed) for c in plan.todo] == [("ce", 0), ("ce", 1)]
+    plan = plan_runs(grid.runs, tmp_path / "runs", only={"seed": "2"})
+    assert [(c.loss, c.seed) for c in plan.todo] == [("gce", 2)]
+
+
 def test_shipped_grid_files_are_valid():
     for path in sorted(Path(__file__).parents[1].glob("grids/*.yaml")):
         grid = parse_grid(yaml.safe_load(path.read_text()), source=str(path))

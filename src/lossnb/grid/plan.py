@@ -26,9 +26,9 @@ def plan_runs(runs: list[RunConfig], runs_dir: Path, data_root: Path | None = No
     """The runs still to train; a finished record is skipped, and so is a broken one (named with what is
     wrong) unless ``retrain_broken``: one bad record never stops the others."""
     todo, skipped, missing = [], [], {}
+    if only:
+        runs = selected(runs, only)
     for cfg in runs:
-        if only and any(str(getattr(cfg, k)) != v for k, v in only.items()):
-            continue
         path = str(cfg.run_path())
         record = Path(runs_dir) / path
         problem = records.record_problem(record, path) if record.exists() else None
@@ -51,6 +51,20 @@ def plan_runs(runs: list[RunConfig], runs_dir: Path, data_root: Path | None = No
     # seed by seed: a grid cut short leaves every loss with the same seeds, ready for paired comparison
     todo.sort(key=lambda cfg: cfg.seed)
     return Plan(todo, skipped)
+
+
+def selected(runs: list[RunConfig], only: dict[str, str]) -> list[RunConfig]:
+    """The runs whose settings match every KEY=VALUE of ``only``; a selection that matches none is refused in one
+    line naming what the grid holds, so that a misspelt value never reads as a grid with nothing left to run."""
+    for key, value in only.items():
+        held = list(dict.fromkeys(str(getattr(cfg, key)) for cfg in runs))
+        if value not in held:
+            raise ValueError(f"--only {key}={value} matches no run of the grid; its {key} is one of: {', '.join(held)}")
+    chosen = [cfg for cfg in runs if all(str(getattr(cfg, k)) == v for k, v in only.items())]
+    if not chosen:
+        pairs = " ".join(f"{k}={v}" for k, v in only.items())
+        raise ValueError(f"--only {pairs}: the grid has each of these, but no run that has them all")
+    return chosen
 
 
 def default_pack_size() -> int:
