@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .findings import run_outcomes
 from .names import study_in_words
 from .plan import Plan, study_runs
 
@@ -160,8 +161,6 @@ def answered(plan: Plan, runs: pd.DataFrame) -> bool:
     as a failure, not a run still to come). A plan's tests are read once, then: before it, the pages that gather
     every study's comparisons (and a study's own spread) leave the study out, since an interim look is not what
     its plan provides for."""
-    from .findings import run_outcomes
-
     return run_outcomes(plan, runs)["finished"] == plan.planned
 
 
@@ -193,8 +192,6 @@ def failure_rate_table(plan: Plan, runs: pd.DataFrame, labels: dict[str, str]) -
 def progress_table(plans: list[Plan], runs: pd.DataFrame) -> pd.DataFrame:
     """Per plan (its study in words): runs planned, complete, trained, failed to train, collapsed after training,
     diverged, and when the plan was fixed. A chapter says in its own words what these counts mean for it."""
-    from .findings import run_outcomes
-
     rows = {}
     for plan in plans:
         counts = run_outcomes(plan, runs)
