@@ -72,3 +72,17 @@ def fit_at_end(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame) -> dict:
     return {"runs": len(last), "train_below_test": int((gap < 0).sum()), "mean_gap": float(gap.mean()),
             "largest_loss_gap": float(gap.groupby(last["loss_tag"]).mean().max()),
             "train_acc": float(last["train_acc"].mean()), "test_acc": float(last["test_acc"].mean())}
+
+
+def plain_fit_at_end(plan: Plan, runs: pd.DataFrame) -> dict:
+    """The fit as the pilot's regime criterion measures it: per complete run that trained and did not collapse,
+    accuracy on its own un-augmented training images at the end (evaluation mode) minus its final test accuracy.
+    Counts the runs whose gap is above zero, and gives the mean gap, the least gap of a run and the least and
+    largest of its means per loss."""
+    mine = study_runs(plan, runs)
+    kept = mine[(mine["status"] == "complete") & mine["trained"] & ~mine["collapsed"] & mine["train_eval_acc"].notna()]
+    gap = kept["train_eval_acc"] - kept["final_test_acc"]
+    per_loss = gap.groupby(kept["loss_tag"]).mean()
+    return {"runs": len(kept), "above": int((gap > 0).sum()), "mean_gap": float(gap.mean()),
+            "least_gap": float(gap.min()), "smallest_loss_gap": float(per_loss.min()),
+            "largest_loss_gap": float(per_loss.max())}
