@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -12,7 +13,7 @@ from conftest import HAVE_FMNIST, write_synthetic_record
 from lossnb import findings
 from lossnb.plan import compare, load_plan
 from lossnb.results import load_runs
-from test_plan import ACC, GRID, PLAN, SEEDS
+from test_plan import ACC, CE, GRID, PLAN, SEEDS
 
 ROOT = Path(__file__).parents[1]
 
@@ -74,6 +75,31 @@ def test_plain_fit_at_end_reads_the_un_augmented_training_accuracy_of_the_runs_t
     assert got["least_gap"] == pytest.approx(-0.01)
     assert got["smallest_loss_gap"] == pytest.approx((5 * 0.03 - 0.01) / 6)  # cross-entropy's
     assert got["largest_loss_gap"] == pytest.approx(0.03)
+
+
+def test_accuracy_beside_another_study_compares_the_means_of_the_runs_that_trained_loss_by_loss(tmp_path):
+    """The same plan on a second network (another protocol): cross-entropy 3 points up on every seed; MAE's seed 0
+    did not train on the first network and did on the second; label smoothing ran on the first only."""
+    bn_grid = GRID | {"protocol": "u", "tasks": [{"arch": "convnet_bn", "dataset": "fashionmnist"}]}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(GRID))
+    (tmp_path / "bn-grid.yaml").write_text(yaml.safe_dump(bn_grid))
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(PLAN))
+    (tmp_path / "bn-plan.yaml").write_text(yaml.safe_dump(PLAN | {"grid": "bn-grid.yaml",
+                                                                  "task": "convnet_bn-fashionmnist"}))
+    bn_mae = [0.6, 0.63, 0.65, 0.61, 0.64, 0.62]
+    for seed in SEEDS:
+        for tag in ("ce", "ls", "mae"):
+            name, params, accs = ACC[tag]
+            write_synthetic_record(tmp_path / "runs", name, seed, float(accs[seed]), loss_params=params)
+        write_synthetic_record(tmp_path / "runs", "ce", seed, float(CE[seed]) + 0.03, protocol="u", arch="convnet_bn")
+        write_synthetic_record(tmp_path / "runs", "mae", seed, bn_mae[seed], protocol="u", arch="convnet_bn")
+    runs, _ = load_runs(tmp_path / "runs")
+    plan, bn = load_plan(tmp_path / "plan.yaml"), load_plan(tmp_path / "bn-plan.yaml")
+    got = findings.accuracy_beside(bn, plan, runs)
+    assert sorted(got.index) == ["ce", "mae"]  # label smoothing ran on one network only
+    assert got.loc["ce", "gain"] == pytest.approx(0.03)
+    assert got.loc["mae", plan.study] == pytest.approx(np.mean([0.6, 0.62, 0.58, 0.61, 0.59]))  # seed 0 kept out
+    assert got.loc["mae", "gain"] == pytest.approx(np.mean(bn_mae) - 0.6)
 
 
 def test_a_comparison_is_found_by_its_pair_and_a_missing_one_is_named(outcomes):

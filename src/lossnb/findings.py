@@ -86,3 +86,15 @@ def plain_fit_at_end(plan: Plan, runs: pd.DataFrame) -> dict:
     return {"runs": len(kept), "above": int((gap > 0).sum()), "mean_gap": float(gap.mean()),
             "least_gap": float(gap.min()), "smallest_loss_gap": float(per_loss.min()),
             "largest_loss_gap": float(per_loss.max())}
+
+
+def accuracy_beside(plan: Plan, other: Plan, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per loss that both plans run: its mean of the plan's metric over the runs that trained in each plan's study
+    (columns named by study) and ``gain``, the plan's mean minus the other's. A description across two studies,
+    not a test: their runs share seeds but not networks."""
+    means = {}
+    for each in (plan, other):
+        mine = study_runs(each, runs)
+        means[each.study] = mine[mine["trained"]].groupby("loss_tag")[each.metric].mean()
+    table = pd.DataFrame(means).dropna()
+    return table.assign(gain=table[plan.study] - table[other.study])
