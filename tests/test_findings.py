@@ -108,8 +108,11 @@ def test_a_comparison_is_found_by_its_pair_and_a_missing_one_is_named(outcomes):
     row = findings.comparison(table, "ce", "mae")
     assert row["verdict"] == "better" and row["seeds"] == 5  # MAE seed 0 kept out; the collapsed seed 1 counts by its best
     assert findings.verdicts(table, "ranking") == {"better", "worse"}
+    assert findings.verdict_of(table, "ce", "mae") == "better"
     with pytest.raises(findings.FindingUnsupported, match="no comparison of mae with ce"):
         findings.comparison(table, "mae", "ce")
+    with pytest.raises(findings.FindingUnsupported, match="no comparison of mae with ce"):
+        findings.verdict_of(table, "mae", "ce")
 
 
 def test_a_check_passes_silently_and_fails_in_one_line_naming_the_finding():

@@ -1,11 +1,13 @@
 """Record reading and the book's statistics, against on-disk records and statsmodels/scipy references."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lossnb.results import RecordError, load_runs, mean_std_table, read_record
+from lossnb.data.readers import DEBIAN_FASHION_MNIST
+from lossnb.results import RecordError, load_runs, mean_std_table, normalisation, read_record
 from lossnb.trainer import RunConfig, records
 
 
@@ -175,3 +177,30 @@ def test_a_summary_table_shows_scalars_in_percent_and_leaves_the_bins_out():
     table = summary_table({"status": "complete", "best_test_acc": 0.8534, "final_test_loss": 0.41,
                            "final_reliability": {"count": [1, 2]}})
     assert table["summary"].to_dict() == {"status": "complete", "best_test_acc %": "85.34", "final_test_loss": 0.41}
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_the_committed_studies_normalisation_is_fashion_mnists_own_statistics():
+    """Against numpy on the idx bytes: the 28x28 training pixels as stored (what resize-rgb normalises with), and
+    the same images framed by 2 zero pixels per side (the earlier protocols' padded 32x32)."""
+    import gzip
+
+    raw = gzip.decompress((DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").read_bytes())
+    pixels = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(60000, 28, 28) / 255.0
+    padded = np.pad(pixels, ((0, 0), (2, 2), (2, 2)))
+    runs, _ = load_runs(Path(__file__).parents[1] / "runs")
+    for prep, images, channels in (("resize-rgb", pixels, 3), ("pad", padded, 1)):
+        mean, std = normalisation(runs, "fashionmnist", prep)
+        np.testing.assert_allclose(mean, [images.mean()] * channels, rtol=1e-5)
+        np.testing.assert_allclose(std, [images.std()] * channels, rtol=1e-5)
+
+
+def test_two_normalisations_of_one_preparation_are_refused(tmp_path):
+    for seed, mean in ((0, [0.5]), (1, [0.4])):
+        run_dir = write_record(tmp_path, "ce", seed, 0.9)
+        config = json.loads((run_dir / "config.json").read_text())
+        records.write_json(run_dir / "config.json", config | {"data": {"mean": mean, "std": [0.3]}})
+    runs, _ = load_runs(tmp_path)
+    assert runs.sort_values("seed")["norm_mean"].tolist() == [(0.5,), (0.4,)]
+    with pytest.raises(ValueError, match="fashionmnist in pad were normalised differently"):
+        normalisation(runs, "fashionmnist", "pad")

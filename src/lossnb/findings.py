@@ -31,6 +31,11 @@ def comparison(table: pd.DataFrame, a: str, b: str) -> dict:
     return rows.iloc[0].to_dict()
 
 
+def verdict_of(table: pd.DataFrame, a: str, b: str) -> str:
+    """The verdict on ``a`` against ``b`` in a comparison table (see comparison)."""
+    return comparison(table, a, b)["verdict"]
+
+
 def verdicts(table: pd.DataFrame, family: str | None = None) -> set[str]:
     """The verdicts a table (or one family of it) holds."""
     return set((table if family is None else table[table["family"] == family])["verdict"])

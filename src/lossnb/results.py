@@ -71,6 +71,7 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                "eval_split": rec["summary"].get("eval_split", "test"),
                "follows_200_epoch_protocol": bool(config.get("follows_200_epoch_protocol", False)),
                "image_prep": run.get("image_prep", "pad"),
+               "norm_mean": _channels(config, "mean"), "norm_std": _channels(config, "std"),
                "pack_size": config.get("packing", {}).get("pack_size", 1),
                "eval_size": config.get("data", {}).get("eval_size"),
                "cpu_threads": config.get("environment", {}).get("cpu_threads"),
@@ -79,11 +80,36 @@ def load_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         curves.append(rec["metrics"].assign(study=study, task=task, loss_tag=loss_tag, seed=run["seed"]))
     columns = ["study", "task", "arch", "dataset", "head", "loss_tag", "loss", "loss_params", "seed", "epochs",
                *SUMMARY_FIELDS, *FIT_FIELDS, "eval_split",
-               "follows_200_epoch_protocol", "image_prep", "pack_size", "eval_size", "cpu_threads", "device_name", "dir"]
+               "follows_200_epoch_protocol", "image_prep", "norm_mean", "norm_std", "pack_size", "eval_size",
+               "cpu_threads", "device_name", "dir"]
     runs = pd.DataFrame(rows, columns=columns)  # the columns even when no record exists yet
     runs.attrs["skipped"] = skipped
     empty_curves = pd.DataFrame(columns=[*METRIC_COLUMNS, "study", "task", "loss_tag", "seed"])
     return runs, (pd.concat(curves, ignore_index=True) if curves else empty_curves)
+
+
+def _channels(config: dict, key: str) -> tuple[float, ...] | None:
+    """The per-channel statistic the run's images were normalised with (None where the record does not say)."""
+    values = config.get("data", {}).get(key)
+    return tuple(values) if values else None
+
+
+def normalisation(runs: pd.DataFrame, dataset: str, image_prep: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per channel that the recorded runs of ``dataset`` in ``image_prep`` were normalised with, where
+    they agree to a millionth (the same statistics summed on different devices differ in the last bits); else
+    ValueError, naming the spread (the book states one)."""
+    sel = runs[(runs["dataset"] == dataset) & (runs["image_prep"] == image_prep)]
+    sel = sel.dropna(subset=["norm_mean", "norm_std"])
+    if sel.empty:
+        raise ValueError(f"no run of {dataset} in {image_prep} records its normalisation")
+    if len({len(m) for m in sel["norm_mean"]}) > 1:
+        raise ValueError(f"runs of {dataset} in {image_prep} were normalised over different channel counts")
+    stats = [np.array(sel[column].tolist()) for column in ("norm_mean", "norm_std")]
+    spread = max(float((s.max(axis=0) - s.min(axis=0)).max()) for s in stats)
+    if spread > 1e-6:
+        raise ValueError(f"runs of {dataset} in {image_prep} were normalised differently (spread {spread:.2g}); "
+                         "the book states one")
+    return stats[0][0], stats[1][0]
 
 
 def _device_name(environment: dict) -> str | None:
