@@ -24,7 +24,7 @@ the auto setting, with what bounds the bare step (its arithmetic against this CP
 precision) and the share of lossnb's epoch its evaluation takes. Then, for the networks the grid packs on a CPU
 (convnet_bn), the arrangement the grid measures (from lossnb's own packed training step) and takes (runs per
 pack x packs at a time), in fp32 channels-last as the full-length studies pin them and in the setting `auto` takes
-for each pack size, lossnb's real epochs in it against the best steady-state solo bare step on all cores (the two
+for each pack size (each with the form of the first convolution the probe measured fastest for it), lossnb's real epochs in it against the best steady-state solo bare step on all cores (the two
 in alternating rounds, the best of each; the packs' training alone beside their epochs, which count the evaluation
 too), the bare packed step's own ratio in the same arrangement (the ceiling lossnb's loop works under), the probe's
 reading the choice was made on, and what bounds the figure; then the same for runs under
@@ -180,6 +180,7 @@ def _pack(arch, device, k, graphs, prep="resize-rgb", precision="auto", channels
     return {"images_per_second": k * len(full.train_y) / epoch_seconds, "runs": k,
             "training_only_images_per_second": k * n / train_seconds, "evaluation_seconds": eval_seconds,
             "epoch_seconds": epoch_seconds, "precision": run.precision, "channels_last": run.channels_last,
+            "first_conv": run.first_conv,
             "cuda_graphs": run.graphs is not None, "compiled": compiled, "training_images_timed": k * n,
             **({"bare_step_beside_images_per_second": STEADY_STEPS * 128 / min(bares), **rounds_of} if bare else {})}
 
@@ -227,7 +228,7 @@ def _model_step(arch, channels):
     from lossnb.trainer import probe
 
     agrees = probe.bf16_agrees(arch, 10, channels, "linear")
-    rates = {probe._name(p, cl): probe.bare_step_rate(arch, 10, channels, "linear", p, cl)
+    rates = {probe.candidate_name(p, cl): probe.bare_step_rate(arch, 10, channels, "linear", p, cl)
              for p, cl in probe.CANDIDATES}
     candidates = {k: v for k, v in rates.items() if agrees or k.startswith("fp32")}
     auto = max(candidates, key=candidates.get)
@@ -287,9 +288,10 @@ def _bare_packed(arch, channels, pack, compiled, precision, layout):
     this process's threads: the ceiling lossnb's own loop works under."""
     from lossnb.trainer import probe
 
-    setting = probe.trained_setting(arch, 10, channels, "linear", precision, _layout_arg(layout), pack)
-    return {"images_per_second": probe.bare_step_rate(arch, 10, channels, "linear", *setting, pack,
-                                                      compiled=compiled)}
+    precision, channels_last, first_conv = probe.trained_setting(arch, 10, channels, "linear", precision,
+                                                                 _layout_arg(layout), pack)
+    return {"images_per_second": probe.bare_step_rate(arch, 10, channels, "linear", precision, channels_last, pack,
+                                                      compiled=compiled, first_conv=first_conv)}
 
 
 def _layout_arg(layout):
@@ -298,8 +300,10 @@ def _layout_arg(layout):
 
 
 def _setting(pack):
-    """A timed pack's precision and memory format, as the model step's settings are named."""
-    return f"{pack['precision']}/{'channels_last' if pack['channels_last'] else 'nchw'}"
+    """A timed pack's precision, memory format and first convolution, as the probe names its candidates."""
+    from lossnb.trainer.probe import candidate_name
+
+    return candidate_name(pack["precision"], pack["channels_last"], pack["first_conv"])
 
 
 def _packs_total(packs, figure="images_per_second"):

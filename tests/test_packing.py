@@ -11,6 +11,7 @@ The learning rate is 0.01: at 0.1 these tiny batches make the first steps chaoti
 step), which no tolerance survives.
 """
 import csv
+import json
 
 import pytest
 import torch
@@ -127,22 +128,26 @@ def test_each_member_of_a_pack_ends_as_its_run_trained_alone(packed, data, k):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch, compiled, channels_last, k", [
-    ("convnet", False, "on", 2), ("convnet_bn", False, "on", 2), ("convnet_bn", False, "off", 2),
-    ("convnet_bn", False, "off", 1), ("convnet_bn", True, "on", 2)])
+@pytest.mark.parametrize("arch, compiled, channels_last, k, first_conv", [
+    ("convnet", False, "on", 2, "grouped"), ("convnet_bn", False, "on", 2, "grouped"),
+    ("convnet_bn", False, "off", 2, "grouped"), ("convnet_bn", False, "off", 1, "grouped"),
+    ("convnet_bn", True, "on", 2, "grouped"), ("convnet_bn", False, "on", 2, "block_diagonal"),
+    ("convnet_bn", False, "off", 2, "block_diagonal")])
 def test_a_pack_on_gray_images_repeated_to_three_channels_ends_as_its_runs_alone(tmp_path, arch, compiled,
-                                                                                  channels_last, k):
+                                                                                  channels_last, k, first_conv):
     """resize-rgb images are three copies of one channel, which the trainer crops as one: the reference crops
     all three, per image. The summary's accuracy on the un-augmented training images is the reference model's.
-    In either memory format, alone or packed; compiled (torch.compile's fused kernels for the pack), the members
-    still end as their eager solo runs."""
+    In either memory format, alone or packed, with the first convolution grouped or dense block-diagonal;
+    compiled (torch.compile's fused kernels for the pack), the members still end as their eager solo runs."""
     rgb = load_dataset("fashionmnist", train_subset=320, val_size=256, prep="resize-rgb")
     assert rgb.train_x.shape[1] == 3
-    cfgs = [RunConfig(loss=loss, seed=seed, compile=compiled, channels_last=channels_last,
+    cfgs = [RunConfig(loss=loss, seed=seed, compile=compiled, channels_last=channels_last, first_conv=first_conv,
                       **{**SMALL, "arch": arch, "image_prep": "resize-rgb"})
             for loss, seed in (("ce", 5), ("poly1", 6))][:k]
     counters.clear()
     train_pack(cfgs, runs_dir=tmp_path, progress=False, keep_checkpoints=True, data=rgb)
+    resolved = json.loads((tmp_path / cfgs[0].run_path() / "config.json").read_text())["resolved"]
+    assert resolved["first_conv"] == (first_conv if k > 1 else "grouped")  # a solo run has one group
     # compiled, the pack ran as graphs of inductor's kernels, not eagerly after a failed compile
     assert (counters["stats"]["unique_graphs"] > 0) == compiled
     for cfg in cfgs:
@@ -161,8 +166,6 @@ def test_a_pack_on_gray_images_repeated_to_three_channels_ends_as_its_runs_alone
 
 @pytest.mark.slow
 def test_a_pack_records_each_run_in_the_solo_format_with_its_packing(packed):
-    import json
-
     for k, cfg in enumerate(PACK):
         run_dir = packed / cfg.run_path()
         assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "metrics.csv", "summary.json"]
@@ -194,10 +197,13 @@ def _nan_from_epoch_one(logits, targets, config):
 
 
 @pytest.mark.slow
-def test_a_diverging_member_is_frozen_and_the_others_end_as_alone(tmp_path, data, monkeypatch):
+@pytest.mark.parametrize("first_conv", ["grouped", "block_diagonal"])
+def test_a_diverging_member_is_frozen_and_the_others_end_as_alone(tmp_path, data, monkeypatch, first_conv):
+    """A member's NaN reaches none of its pack-mates, whether the first convolution is grouped or one dense
+    convolution whose weight holds every member's kernels."""
     spec = LossSpec("nan_at_1", _nan_from_epoch_one, {}, "test", "", "non-finite from epoch 1 on")
     monkeypatch.setitem(losses.registry._REGISTRY, "nan_at_1", spec)
-    short = {**SMALL, "epochs": 2}
+    short = {**SMALL, "epochs": 2, "first_conv": first_conv}
     pack = [RunConfig(loss="ce", seed=1, **short), RunConfig(loss="nan_at_1", seed=4, **short),
             RunConfig(loss="focal", seed=2, **short)]
     small = load_dataset("fashionmnist", train_subset=96, val_size=256)

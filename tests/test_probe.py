@@ -13,20 +13,21 @@ RATES = {("fp32", False): 100.0, ("fp32", True): 150.0, ("bf16", False): 300.0, 
 
 
 def fake_rates(tmp_path, monkeypatch, rate_of, agrees: bool) -> list[tuple]:
-    """bare_step_rate as rate_of(precision, channels_last, pack) says, each call recorded as (arch, precision,
-    channels_last, pack, compiled), and trainer_step_rate likewise, recorded as ("trainer", arch, precision,
-    channels_last, pack, compiled, stored_channels); bf16 agreeing with fp32 or not; the cache in tmp_path."""
+    """bare_step_rate as rate_of(precision, channels_last, pack, first_conv) says, each call recorded as (arch,
+    precision, channels_last, pack, compiled, first_conv), and trainer_step_rate likewise, recorded as ("trainer",
+    arch, precision, channels_last, pack, compiled, stored_channels, first_conv); bf16 agreeing with fp32 or not;
+    the cache in tmp_path."""
     monkeypatch.setenv("LOSSNB_CACHE", str(tmp_path / "cache"))
     calls = []
 
-    def rate(arch, classes, channels, head, precision, channels_last, pack=1, compiled=False):
-        calls.append((arch, precision, channels_last, pack, compiled))
-        return rate_of(precision, channels_last, pack)
+    def rate(arch, classes, channels, head, precision, channels_last, pack=1, compiled=False, first_conv="grouped"):
+        calls.append((arch, precision, channels_last, pack, compiled, first_conv))
+        return rate_of(precision, channels_last, pack, first_conv)
 
     def trainer_rate(arch, classes, channels, head, precision, channels_last, pack=1, compiled=False,
-                     stored_channels=None):
-        calls.append(("trainer", arch, precision, channels_last, pack, compiled, stored_channels))
-        return rate_of(precision, channels_last, pack)
+                     stored_channels=None, first_conv="grouped"):
+        calls.append(("trainer", arch, precision, channels_last, pack, compiled, stored_channels, first_conv))
+        return rate_of(precision, channels_last, pack, first_conv)
 
     monkeypatch.setattr(probe, "bare_step_rate", rate)
     monkeypatch.setattr(probe, "trainer_step_rate", trainer_rate)
@@ -36,7 +37,9 @@ def fake_rates(tmp_path, monkeypatch, rate_of, agrees: bool) -> list[tuple]:
 
 @pytest.fixture
 def fake_machine(tmp_path, monkeypatch):
-    return fake_rates(tmp_path, monkeypatch, lambda precision, layout, pack: RATES[(precision, layout)], True)
+    # a pack's block-diagonal first convolution loses here
+    return fake_rates(tmp_path, monkeypatch, lambda precision, layout, pack, form:
+                      RATES[(precision, layout)] / (2 if form == "block_diagonal" else 1), True)
 
 
 def resolve(precision="auto", channels_last="auto", arch="convnet"):
@@ -45,7 +48,7 @@ def resolve(precision="auto", channels_last="auto", arch="convnet"):
 
 def test_auto_takes_the_fastest_measured_candidate_once_per_machine_and_shape(fake_machine):
     assert resolve() | {"probe_rates": None} == {"precision": "bf16", "channels_last": False, "probe_rates": None,
-                                                  "chosen_by": "bare-step probe on this machine"}
+                                                  "first_conv": "grouped", "chosen_by": "bare-step probe on this machine"}
     assert len(fake_machine) == 4
     resolve()
     assert len(fake_machine) == 4  # cached
@@ -55,10 +58,12 @@ def test_auto_takes_the_fastest_measured_candidate_once_per_machine_and_shape(fa
 
 def test_a_pinned_setting_is_kept_and_auto_chooses_among_what_it_leaves(fake_machine):
     assert resolve(precision="fp32") | {"probe_rates": None} == {
-        "precision": "fp32", "channels_last": True, "probe_rates": None, "chosen_by": "bare-step probe on this machine"}
+        "precision": "fp32", "channels_last": True, "probe_rates": None, "first_conv": "grouped",
+        "chosen_by": "bare-step probe on this machine"}
     assert resolve(channels_last="on")["precision"] == "bf16" and resolve(channels_last="on")["channels_last"]
     calls = len(fake_machine)
-    assert resolve("fp32", "off") == {"precision": "fp32", "channels_last": False, "chosen_by": "settings"}
+    assert resolve("fp32", "off") == {"precision": "fp32", "channels_last": False, "first_conv": "grouped",
+                                      "chosen_by": "settings"}
     assert len(fake_machine) == calls  # nothing measured for a fully pinned run
 
 
@@ -104,7 +109,8 @@ BY_PACK = {1: {("fp32", False): 180.0, ("fp32", True): 90.0}, 2: {("fp32", False
 
 @pytest.fixture
 def layout_by_pack(tmp_path, monkeypatch):
-    return fake_rates(tmp_path, monkeypatch, lambda precision, layout, pack: BY_PACK[pack][(precision, layout)], False)
+    return fake_rates(tmp_path, monkeypatch, lambda precision, layout, pack, form:
+                      BY_PACK[pack][(precision, layout)] / (2 if form == "block_diagonal" else 1), False)
 
 
 def test_auto_for_a_pack_is_the_fastest_setting_of_the_packed_step(layout_by_pack):
@@ -114,19 +120,54 @@ def test_auto_for_a_pack_is_the_fastest_setting_of_the_packed_step(layout_by_pac
         return e["channels_last"]
 
     assert chosen(1) is False and chosen(2) is True
-    assert sorted({pack for *_, pack, _ in layout_by_pack}) == [1, 2]  # each pack size measured on its own
+    assert sorted({pack for *_, pack, _, _ in layout_by_pack}) == [1, 2]  # each pack size measured on its own
     calls = len(layout_by_pack)
     assert chosen(1) is False and chosen(2) is True and len(layout_by_pack) == calls  # both cached
+
+
+# a pack whose dense block-diagonal first convolution is faster (as convnet_bn's on an AVX-512 CPU); solo: one form
+FORMS = {("fp32", True, "grouped"): 100.0, ("fp32", True, "block_diagonal"): 130.0,
+         ("fp32", False, "grouped"): 90.0, ("fp32", False, "block_diagonal"): 80.0}
+
+
+@pytest.fixture
+def dense_first(tmp_path, monkeypatch):
+    return fake_rates(tmp_path, monkeypatch, lambda precision, layout, pack, form: FORMS[(precision, layout, form)],
+                      False)
+
+
+def test_a_packs_first_convolution_is_measured_in_both_forms_and_the_faster_taken(dense_first):
+    def resolve_pack(pack, first_conv="auto", channels_last="auto", device=CPU):
+        return environment.resolve_execution("auto", channels_last, device, "convnet_bn", 10, 3, "linear",
+                                             say=lambda _: None, pack=pack, first_conv=first_conv)
+
+    chosen = resolve_pack(2)
+    assert (chosen["channels_last"], chosen["first_conv"]) == (True, "block_diagonal")
+    assert set(chosen["probe_rates"]) == {"fp32/nchw", "fp32/channels_last", "fp32/nchw/block_diagonal",
+                                          "fp32/channels_last/block_diagonal"}
+    assert resolve_pack(2, channels_last="off")["first_conv"] == "grouped"  # the faster form in the layout given
+    assert resolve_pack(2, first_conv="grouped")["first_conv"] == "grouped"  # a pinned form is kept
+    assert resolve_pack(1)["first_conv"] == "grouped"  # a solo run: one group, nothing to choose
+    assert {call[-1] for call in dense_first if call[3] == 1} == {"grouped"}
+    calls = len(dense_first)
+    pinned = environment.resolve_execution("fp32", "on", CPU, "convnet_bn", 10, 3, "linear", say=lambda _: None,
+                                           pack=2, first_conv="block_diagonal")
+    assert pinned == {"precision": "fp32", "channels_last": True, "first_conv": "block_diagonal",
+                      "chosen_by": "settings"} and len(dense_first) == calls  # all pinned: nothing measured
+    cuda = resolve_pack(2, device=torch.device("cuda"))
+    assert cuda["first_conv"] == "grouped" and len(dense_first) == calls  # on a GPU the grouped kernel, unmeasured
 
 
 def test_the_arrangement_times_each_pack_in_the_setting_it_would_train_in(layout_by_pack):
     # lossnb's own step is timed (not the bare one), in the pack's own choice, not the solo one
     probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "auto", 2, cores=1, stored_channels=1)
-    assert layout_by_pack[-1] == ("trainer", "convnet_bn", "fp32", True, 2, False, 1)
+    assert layout_by_pack[-1] == ("trainer", "convnet_bn", "fp32", True, 2, False, 1, "grouped")
     probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "off", 2, cores=1)
-    assert layout_by_pack[-1] == ("trainer", "convnet_bn", "fp32", False, 2, False, None)  # a pinned layout is kept
+    assert layout_by_pack[-1] == ("trainer", "convnet_bn", "fp32", False, 2, False, None, "grouped")  # pinned: kept
     probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "off", 2, cores=1, compiled=True)
-    assert layout_by_pack[-1] == ("trainer", "convnet_bn", "fp32", False, 2, True, None)  # compiled: step compiled
+    assert layout_by_pack[-1] == ("trainer", "convnet_bn", "fp32", False, 2, True, None, "grouped")  # compiled
+    probe.arrangement_rates("convnet_bn", 10, 3, "linear", "fp32", "off", 2, cores=1, first_conv="block_diagonal")
+    assert layout_by_pack[-1][-1] == "block_diagonal"  # a pinned form of the first convolution is kept
 
 
 def test_resumed_runs_keep_the_setting_they_began_in(monkeypatch):
@@ -141,6 +182,12 @@ def test_resumed_runs_keep_the_setting_they_began_in(monkeypatch):
     other = {**began, "channels_last": False}
     with pytest.raises(ValueError, match="began in different settings .*fp32/channels_last, fp32/nchw"):
         resumed_execution(cfgs, [{"execution": began}, {"execution": other}], CPU, data)
+    # a checkpoint from before the first convolution had two forms began grouped
+    dense = {**began, "first_conv": "block_diagonal"}
+    with pytest.raises(ValueError, match="fp32/channels_last, fp32/channels_last/block_diagonal"):
+        resumed_execution(cfgs, [{"execution": began}, {"execution": dense}], CPU, data)
+    grouped = {**began, "first_conv": "grouped"}
+    assert resumed_execution(cfgs, [{"execution": began}, {"execution": grouped}], CPU, data) == began
     asked = []  # checkpoints from before settings were recorded: auto as it was resolved then, for one run
     monkeypatch.setattr("lossnb.trainer.environment.resolve_execution",
                         lambda *a, **k: asked.append(k.get("pack", 1)) or other)
@@ -158,7 +205,7 @@ def packed_machine(tmp_path, monkeypatch):
     calls = []
 
     def rates(arch, classes, channels, head, precision, channels_last, pack, cores, compiled=False,
-              stored_channels=None):
+              stored_channels=None, first_conv="auto"):
         assert stored_channels == 1  # FashionMNIST's gray images: the step crops one channel, repeated after
         calls.append((pack, compiled) if compiled else pack)
         return PACKED[(pack, 1)], PACKED[(pack, 2)]

@@ -85,13 +85,14 @@ def arrangement(cfg: RunConfig, pack: int | None, workers: int | None, measure: 
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if torch.cuda.is_available() or cfg.device.startswith("cuda") or (pack and workers):
         return pack or default_pack_size(), workers
-    # each pack size is timed in the precision and memory format the trainer takes for it (auto: measured per pack)
+    # each pack size is timed in the precision, memory format and first convolution the trainer takes for it (auto:
+    # measured per pack)
     shape = (cfg.arch, DATASETS[cfg.dataset]["classes"], input_channels(cfg.dataset, cfg.image_prep), cfg.head,
              cfg.precision, cfg.channels_last)
     sizes = (pack,) if pack else PACK_SIZES
     stored = DATASETS[cfg.dataset]["channels"]  # the channels a step crops (gray images are repeated after)
-    choice = (best_arrangement(*shape, packs=sizes, say=say, compiled=cfg.compile, stored_channels=stored) if measure
-              else cached_arrangement(*shape, packs=sizes, compiled=cfg.compile, stored_channels=stored))
+    how = dict(packs=sizes, compiled=cfg.compile, stored_channels=stored, first_conv=cfg.first_conv)
+    choice = best_arrangement(*shape, say=say, **how) if measure else cached_arrangement(*shape, **how)
     if choice is None:
         say("pack size not measured on this machine yet (a dry run does not measure): listed one run a time")
         return pack or 1, workers

@@ -13,6 +13,7 @@ from typing import Any
 from .. import losses
 from ..data import DATASETS, IMAGE_PREPS
 from ..models import HEADS, available_models
+from .pack import FIRST_CONV_FORMS
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a protocol's name: one line, a folder's name anywhere
 
@@ -59,6 +60,9 @@ class RunConfig:
                         choices=("auto", "bf16", "fp32"))
     channels_last: str = _f("auto", "channels_last memory format (auto: on CUDA; on a CPU the faster, measured)",
                             choices=("auto", "on", "off"))
+    first_conv: str = _f("auto", "a pack's first convolution: grouped, or one dense convolution with a block-diagonal "
+                         "weight, the same function (auto: grouped on CUDA; on a CPU the faster, measured)",
+                         choices=("auto", *FIRST_CONV_FORMS))
     compile: bool = _f(False, "torch.compile the model (no CUDA graphs then)")
     cuda_graphs: str = _f("auto", "capture each training step in a CUDA graph (auto: on CUDA, for stateless losses)",
                           choices=("auto", "on", "off"))

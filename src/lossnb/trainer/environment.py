@@ -42,33 +42,47 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_execution(precision: str, channels_last: str, device: torch.device, arch: str, num_classes: int,
-                      in_channels: int, head: str, say=print, pack: int = 1) -> dict:
-    """The precision and memory format a run uses. A setting given stays; `auto` on CUDA is bf16 (where the GPU
-    has it) and channels_last; `auto` on a CPU is the fastest measured bare step of this model shape, packed
-    ``pack`` runs at a time, on this machine (lossnb.trainer.probe), among the candidates the given settings
-    leave. Returns {"precision",
-    "channels_last", "chosen_by"} (+ "probe_rates" on a CPU), what config.json records as resolved."""
-    if device.type != "cpu" or (precision != "auto" and channels_last != "auto"):
+                      in_channels: int, head: str, say=print, pack: int = 1, first_conv: str = "auto") -> dict:
+    """The precision, memory format and (for a pack) form of the first convolution a run uses. A setting given
+    stays; `auto` on CUDA is bf16 (where the GPU has it), channels_last and grouped; `auto` on a CPU is the
+    fastest measured bare step of this model shape, packed ``pack`` runs at a time, on this machine
+    (lossnb.trainer.probe), among the candidates the given settings leave. A solo run's first convolution is
+    "grouped" (one group). Returns {"precision", "channels_last", "first_conv", "chosen_by"} (+ "probe_rates" on
+    a CPU), what config.json records as resolved."""
+    first_conv = first_conv if pack > 1 else "grouped"
+    pinned = precision != "auto" and channels_last != "auto" and first_conv != "auto"
+    if device.type != "cpu" or pinned:
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return {"precision": ("bf16" if bf16 else "fp32") if precision == "auto" else precision,
-                "channels_last": channels_last != "off", "chosen_by": "settings"}
-    from .probe import probe
+        return _as_given(("bf16" if bf16 else "fp32") if precision == "auto" else precision, channels_last,
+                         first_conv)
+    from .probe import candidate_setting, probe
 
     measured = probe(arch, num_classes, in_channels, head, say=say, pack=pack)
     allowed = {name: rate for name, rate in measured["rates"].items()
-               if (precision == "auto" or name.startswith(precision + "/"))
-               and (channels_last == "auto" or name.endswith("channels_last") == (channels_last == "on"))}
+               if all(given in ("auto", value) for given, value in
+                      zip((precision, channels_last, first_conv), _as_asked(candidate_setting(name))))}
     if not allowed:  # bf16 asked where it does not agree with fp32: the setting stands, unmeasured
-        return {"precision": precision, "channels_last": channels_last == "on", "chosen_by": "settings"}
+        return _as_given(precision, channels_last, first_conv)
     best = max(allowed, key=allowed.get)
-    return {"precision": best.split("/")[0], "channels_last": best.endswith("channels_last"),
-            "chosen_by": "bare-step probe on this machine", "probe_rates": measured["rates"]}
+    return {**candidate_setting(best), "chosen_by": "bare-step probe on this machine",
+            "probe_rates": measured["rates"]}
+
+
+def _as_given(precision: str, channels_last: str, first_conv: str) -> dict:
+    return {"precision": precision, "channels_last": channels_last != "off",
+            "first_conv": "grouped" if first_conv == "auto" else first_conv, "chosen_by": "settings"}
+
+
+def _as_asked(setting: dict) -> tuple[str, str, str]:
+    """A measured candidate as the run's settings name it: (precision, "on"/"off", first_conv)."""
+    return setting["precision"], "on" if setting["channels_last"] else "off", setting["first_conv"]
 
 
 def run_execution(cfg, data, device: torch.device, pack: int = 1) -> dict:
     """resolve_execution for runs of ``cfg``'s settings on ``data``, ``pack`` at a time, saying what it measures."""
     return resolve_execution(cfg.precision, cfg.channels_last, device, cfg.arch, data.num_classes, data.in_channels,
-                             cfg.head, say=lambda line: print(line, file=sys.stderr), pack=pack)
+                             cfg.head, say=lambda line: print(line, file=sys.stderr), pack=pack,
+                             first_conv=cfg.first_conv)
 
 
 def git_commit() -> dict:

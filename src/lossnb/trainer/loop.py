@@ -15,6 +15,7 @@ from . import records
 from .config import RunConfig
 from .environment import resolve_device, run_execution
 from .metrics import evaluation_metrics, reliability_bins
+from .probe import candidate_name
 from .state import LossFailed, PackRun
 from .workspace import RunBusy, RunFiles, holder_pid, run_locks
 
@@ -146,14 +147,16 @@ def _train_members(cfgs, files, data_root, download, resume, force, progress, da
 
 
 def resumed_execution(cfgs: list[RunConfig], starts: list[dict | None], device, data) -> dict | None:
-    """The precision and memory format resumed runs began in, so that a run never changes them mid-way (None: a
-    fresh start, resolved anew). Checkpoints that do not record it were resolved by the solo probe."""
+    """The precision, memory format and first convolution resumed runs began in, so that a run never changes them
+    mid-way (None: a fresh start, resolved anew). Checkpoints that do not record it were resolved by the solo
+    probe; those that do not record the first convolution began grouped."""
     begun = [state.get("execution") for state in starts if state]
     if not begun:
         return None
     if None in begun:  # written before executions were recorded: `auto` then resolved as for one run
         return run_execution(cfgs[0], data, device)
-    settings = sorted({f"{e['precision']}/{'channels_last' if e['channels_last'] else 'nchw'}" for e in begun})
+    settings = sorted({candidate_name(e["precision"], e["channels_last"], e.get("first_conv", "grouped"))
+                       for e in begun})
     if len(settings) > 1:
         raise ValueError(f"{cfgs[0].run_path()} and its pack-mates began in different settings "
                          f"({', '.join(settings)}); train them in separate packs")

@@ -3,7 +3,9 @@
 Run k's channels are block k of every activation: each convolution becomes one grouped convolution over
 the K runs' channels, each BatchNorm one BatchNorm over K*C channels (it is per channel), each Linear one
 batched matmul. Nothing mixes the blocks, so each run computes exactly its own function and, under the sum
-of the runs' losses, receives exactly its own gradient; the GPU sees K times the work per launch.
+of the runs' losses, receives exactly its own gradient; the GPU sees K times the work per launch. The first
+convolution may instead be one dense convolution with a block-diagonal weight (FIRST_CONV_FORMS): on a CPU, where
+each run's input has a few channels, oneDNN's dense kernel outruns its grouped one despite K times the arithmetic.
 Written by hand because torch.func.vmap over stacked modules cannot update BatchNorm running statistics in
 place, and its grouped-convolution lowering is the same as this.
 """
@@ -16,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import CosineClassifier
+
+FIRST_CONV_FORMS = ("grouped", "block_diagonal")  # how a pack computes its first convolution (same parameters)
 
 PARAMETER_FREE = (nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Flatten,
                   nn.Identity, nn.Sequential)
@@ -57,6 +61,41 @@ def _packed_conv(convs: list[nn.Conv2d]) -> nn.Conv2d:
     return packed
 
 
+class BlockDiagonalConv2d(nn.Conv2d):
+    """K runs' first convolutions (a grouped convolution's parameters and state) computed as one dense convolution
+    whose weight holds run k's kernels in block (k, k) and zeros elsewhere. The zeros come from multiplying by a
+    0/1 mask, never from a copy, so each run stays exactly its own: run k's outputs add only exact zeros from the
+    other runs' inputs, and its weight's gradient is its own block's (the mask multiplies the rest by zero). A
+    run's non-finite weights or gradient (a diverged member) stay in its own row of blocks, since the mask
+    multiplies them there alone. That holds for finite inputs that carry no gradient, the data; a dense
+    convolution's input gradient would mix the runs' gradients, so an input that needs one is refused."""
+
+    def __init__(self, grouped: nn.Conv2d):
+        if grouped.padding_mode != "zeros":
+            raise ValueError(f"a block-diagonal convolution pads with zeros, not {grouped.padding_mode!r}")
+        super().__init__(grouped.in_channels, grouped.out_channels, grouped.kernel_size, grouped.stride,
+                         grouped.padding, grouped.dilation, grouped.groups, grouped.bias is not None,
+                         grouped.padding_mode, device=grouped.weight.device, dtype=grouped.weight.dtype)
+        self.load_state_dict(grouped.state_dict())
+        k = self.groups
+        self.register_buffer("mask", torch.eye(k, dtype=self.weight.dtype, device=self.weight.device)
+                             .view(k, 1, k, 1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad:
+            raise RuntimeError("a block-diagonal convolution packs only a network's first convolution, whose input "
+                               "is the data: this one's input needs a gradient")
+        k, w = self.groups, self.weight
+        dense = (w.unflatten(0, (k, -1)).unsqueeze(2) * self.mask.to(w.dtype)).flatten(2, 3).flatten(0, 1)
+        dense = dense.contiguous(memory_format=_memory_format(w))
+        return F.conv2d(x, dense, self.bias, self.stride, self.padding, self.dilation)  # one group: all K runs
+
+
+def _memory_format(t: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) \
+        and not t.is_contiguous() else torch.contiguous_format
+
+
 def _packed_batchnorm(norms: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
     b = norms[0]
     packed = nn.BatchNorm2d(len(norms) * b.num_features, b.eps, b.momentum, b.affine, b.track_running_stats)
@@ -70,10 +109,13 @@ def _packed_batchnorm(norms: list[nn.BatchNorm2d]) -> nn.BatchNorm2d:
 class Pack(nn.Module):
     """A pack of K models: input (N, K*C, H, W), run k's images in channel block k; output (K, N, classes)."""
 
-    def __init__(self, models: list[nn.Module]):
+    def __init__(self, models: list[nn.Module], first_conv: str = "grouped"):
+        """``first_conv``: the first convolution's form (FIRST_CONV_FORMS), the same function either way."""
         super().__init__()
+        if first_conv not in FIRST_CONV_FORMS:
+            raise ValueError(f"first_conv={first_conv!r}; choose one of: {', '.join(FIRST_CONV_FORMS)}")
         self.k = len(models)
-        self.net = models[0] if self.k == 1 else _pack(models)
+        self.net = models[0] if self.k == 1 else _pack(models, first_conv)
         self.stacked = {f"{name}.{p}" for name, m in self.net.named_modules() if isinstance(m, PackedLinear)
                         for p in ("weight", "bias")}
 
@@ -106,13 +148,17 @@ class Pack(nn.Module):
                 target.copy_(state[name])
 
 
-def _pack(models: list[nn.Module]) -> nn.Module:
+def _pack(models: list[nn.Module], first_conv: str) -> nn.Module:
     packed = copy.deepcopy(models[0])
     modules = [dict(m.named_modules()) for m in models]
+    convs = 0
     for name, module in models[0].named_modules():
         group = [mods[name] for mods in modules]
         if isinstance(module, nn.Conv2d):
-            _replace(packed, name, _packed_conv(group))
+            conv = _packed_conv(group)
+            # the first registered is the first applied in every model here; the forward refuses it otherwise
+            _replace(packed, name, BlockDiagonalConv2d(conv) if first_conv == "block_diagonal" and not convs else conv)
+            convs += 1
         elif isinstance(module, nn.BatchNorm2d):
             _replace(packed, name, _packed_batchnorm(group))
         elif isinstance(module, nn.Linear):

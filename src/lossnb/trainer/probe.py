@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 
 CANDIDATES = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
+# a pack's candidates are these in each form of its first convolution (trainer.pack.FIRST_CONV_FORMS): the dense
+# block-diagonal one wins on a CPU where each run's input has a few channels and loses where it has many
 BATCH = 128
 # Steady state: the first steps pay allocations and oneDNN's kernel choice (several times a later step's time), so
 # each reading follows WARMUP_STEPS and is the best of REPEATS timings of STEPS steps (fewer where that many would
@@ -55,7 +57,8 @@ def machine_key() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _model(arch: str, num_classes: int, in_channels: int, head: str, channels_last: bool, pack: int = 1):
+def _model(arch: str, num_classes: int, in_channels: int, head: str, channels_last: bool, pack: int = 1,
+           first_conv: str = "grouped"):
     """The run's model (seed 0), or ``pack`` of them packed as the trainer packs them."""
     from ..models import get_model
     from .pack import Pack
@@ -64,7 +67,7 @@ def _model(arch: str, num_classes: int, in_channels: int, head: str, channels_la
     for seed in range(pack):
         torch.manual_seed(seed)
         models.append(get_model(arch, num_classes, in_channels, head))
-    model = Pack(models) if pack > 1 else models[0]
+    model = Pack(models, first_conv) if pack > 1 else models[0]
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
@@ -98,11 +101,12 @@ def steady_rate(step, images_per_step: int) -> float:
 
 
 def bare_step_rate(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
-                   channels_last: bool, pack: int = 1, compiled: bool = False) -> float:
+                   channels_last: bool, pack: int = 1, compiled: bool = False, first_conv: str = "grouped") -> float:
     """Training images per second (all runs of a pack together) of the bare step at batch 128 per run, on this
     process's threads, at steady state: forward, cross-entropy, backward, torch.optim.SGD on one fixed batch;
-    with ``compiled``, the model under torch.compile as the trainer compiles it (compiled in the warm-up)."""
-    model = _model(arch, num_classes, in_channels, head, channels_last, pack).train()
+    with ``compiled``, the model under torch.compile as the trainer compiles it (compiled in the warm-up); a
+    pack's first convolution in the form ``first_conv``."""
+    model = _model(arch, num_classes, in_channels, head, channels_last, pack, first_conv).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     forward = torch.compile(model) if compiled else model
     x = torch.randn(BATCH, pack * in_channels, 32, 32)
@@ -113,7 +117,7 @@ def bare_step_rate(arch: str, num_classes: int, in_channels: int, head: str, pre
 
 def trainer_step_rate(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
                       channels_last: bool, pack: int = 1, compiled: bool = False,
-                      stored_channels: int | None = None) -> float:
+                      stored_channels: int | None = None, first_conv: str = "grouped") -> float:
     """Training images per second (all runs of a pack together) of lossnb's own training step at batch 128 per
     run, on this process's threads, at steady state: each run's crops and flips gathered, forward, the runs'
     losses, backward, the trainer's SGD and its running sums, on random images of ``stored_channels`` (1 where
@@ -132,7 +136,7 @@ def trainer_step_rate(arch: str, num_classes: int, in_channels: int, head: str, 
                      (0.25,) * in_channels, "random images")
     cfgs = [RunConfig(arch=arch, dataset="cifar10", loss="ce", head=head, seed=seed, device="cpu", compile=compiled)
             for seed in range(pack)]  # the data set is named only: the images are the ones above
-    setting = {"precision": precision, "channels_last": channels_last, "chosen_by": "given"}
+    setting = {"precision": precision, "channels_last": channels_last, "first_conv": first_conv, "chosen_by": "given"}
     with contextlib.redirect_stderr(io.StringIO()):  # the pack's line naming its setting: the caller says it
         run = PackRun(cfgs, data, torch.device("cpu"), execution=setting)
     run.train_epoch(0, progress=False)  # the epoch's plan (every crop, every target), as a grid's epoch sets it
@@ -166,24 +170,28 @@ def bf16_agrees(arch: str, num_classes: int, in_channels: int, head: str) -> boo
 def probe(arch: str, num_classes: int, in_channels: int, head: str = "linear", say=print, pack: int = 1) -> dict:
     """The fastest (precision, channels_last) of the bare step on this machine for this model shape, as a pack of
     ``pack`` runs (the layout that wins alone can lose packed: grouped convolutions and one BatchNorm over K
-    runs' channels), cached. Returns {"precision", "channels_last", "rates": {"fp32/nchw": img/s, ...},
-    "bf16_agrees", "threads"}."""
+    runs' channels) and, for a pack, the form of its first convolution; cached. Returns {"precision",
+    "channels_last", "first_conv", "rates": {"fp32/nchw": img/s, "fp32/nchw/block_diagonal": ..., ...},
+    "bf16_agrees", "threads"}: candidate_setting reads a rate's name."""
+    from .pack import FIRST_CONV_FORMS
+
     threads = torch.get_num_threads()
     key = f"{machine_key()}|{arch}|{num_classes}|{in_channels}|{head}|{threads}"
-    key += f"|pack{pack}" if pack > 1 else ""  # a solo run's key as before: its cached choice stands
+    # a solo run's key as before: its cached choice stands; a pack's names the forms measured
+    key += f"|pack{pack}|{','.join(FIRST_CONV_FORMS)}" if pack > 1 else ""
     cache = _read_cache()
     if key in cache:
         return cache[key]
     agrees = bf16_agrees(arch, num_classes, in_channels, head)
     rates = {}
-    for precision, channels_last in CANDIDATES:
-        if precision == "bf16" and not agrees:
-            continue
-        rates[_name(precision, channels_last)] = bare_step_rate(arch, num_classes, in_channels, head, precision,
-                                                                channels_last, pack)
+    for first_conv in FIRST_CONV_FORMS if pack > 1 else ("grouped",):
+        for precision, channels_last in CANDIDATES:
+            if precision == "bf16" and not agrees:
+                continue
+            rates[candidate_name(precision, channels_last, first_conv)] = bare_step_rate(
+                arch, num_classes, in_channels, head, precision, channels_last, pack, first_conv=first_conv)
     best = max(rates, key=rates.get)
-    choice = {"precision": best.split("/")[0], "channels_last": best.endswith("channels_last"), "rates": rates,
-              "bf16_agrees": agrees, "threads": threads}
+    choice = {**candidate_setting(best), "rates": rates, "bf16_agrees": agrees, "threads": threads}
     cache[key] = choice
     _write_cache(cache)
     runs = f", packs of {pack}" if pack > 1 else ""
@@ -192,8 +200,18 @@ def probe(arch: str, num_classes: int, in_channels: int, head: str = "linear", s
     return choice
 
 
-def _name(precision: str, channels_last: bool) -> str:
-    return f"{precision}/{'channels_last' if channels_last else 'nchw'}"
+def candidate_name(precision: str, channels_last: bool, first_conv: str = "grouped") -> str:
+    """A measured setting's name: 'bf16/channels_last', with '/block_diagonal' where a pack's first convolution
+    is dense."""
+    name = f"{precision}/{'channels_last' if channels_last else 'nchw'}"
+    return name if first_conv == "grouped" else f"{name}/{first_conv}"
+
+
+def candidate_setting(name: str) -> dict:
+    """{"precision", "channels_last", "first_conv"} of a candidate_name."""
+    precision, layout, *form = name.split("/")
+    return {"precision": precision, "channels_last": layout == "channels_last",
+            "first_conv": form[0] if form else "grouped"}
 
 
 def _read_cache() -> dict:
@@ -214,26 +232,28 @@ def _write_cache(cache: dict) -> None:
 
 
 def trained_setting(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
-                    channels_last: str | bool, pack: int) -> tuple[str, bool]:
-    """(precision, channels_last) a pack of ``pack`` runs trains in on this process's threads: the settings given
-    (precision auto/fp32/bf16, channels_last auto/on/off or a bool), `auto` resolved as the trainer resolves it."""
+                    channels_last: str | bool, pack: int, first_conv: str = "auto") -> tuple[str, bool, str]:
+    """(precision, channels_last, first_conv) a pack of ``pack`` runs trains in on this process's threads: the
+    settings given (precision auto/fp32/bf16, channels_last auto/on/off or a bool, first_conv auto or a form),
+    `auto` resolved as the trainer resolves it."""
     from .environment import resolve_execution
 
     layout = channels_last if isinstance(channels_last, str) else ("on" if channels_last else "off")
     chosen = resolve_execution(precision, layout, torch.device("cpu"), arch, num_classes, in_channels, head,
-                               say=lambda _: None, pack=pack)
-    return chosen["precision"], chosen["channels_last"]
+                               say=lambda _: None, pack=pack, first_conv=first_conv)
+    return chosen["precision"], chosen["channels_last"], chosen["first_conv"]
 
 
 def _packed_rate(arch, num_classes, in_channels, head, precision, channels_last, pack, compiled, stored_channels,
-                 barrier=None) -> float:
+                 first_conv, barrier=None) -> float:
     """lossnb's training step of a pack in the setting it would train in here; with ``barrier``, timed once every
     process side by side has resolved its own (each on its own threads: the fastest setting depends on them)."""
-    setting = trained_setting(arch, num_classes, in_channels, head, precision, channels_last, pack)
+    precision, channels_last, first_conv = trained_setting(arch, num_classes, in_channels, head, precision,
+                                                           channels_last, pack, first_conv)
     if barrier is not None:
         barrier.wait()
-    return trainer_step_rate(arch, num_classes, in_channels, head, *setting, pack, compiled=compiled,
-                             stored_channels=stored_channels)
+    return trainer_step_rate(arch, num_classes, in_channels, head, precision, channels_last, pack, compiled=compiled,
+                             stored_channels=stored_channels, first_conv=first_conv)
 
 
 def _worker_rate(args) -> float:
@@ -244,13 +264,14 @@ def _worker_rate(args) -> float:
 
 def arrangement_rates(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
                       channels_last: str | bool, pack: int, cores: int, compiled: bool = False,
-                      stored_channels: int | None = None) -> tuple[float, float]:
+                      stored_channels: int | None = None, first_conv: str = "auto") -> tuple[float, float]:
     """(one process of ``cores`` threads, ``cores`` single-thread processes side by side): training images per
     second of lossnb's step (trainer_step_rate) for packs of ``pack`` runs, all runs together, at steady state,
-    each in the precision and memory format the trainer would take for it there, compiled where the runs are."""
+    each in the precision, memory format and first convolution the trainer would take for it there, compiled
+    where the runs are."""
     import multiprocessing as mp
 
-    args = (arch, num_classes, in_channels, head, precision, channels_last, pack, compiled, stored_channels)
+    args = (arch, num_classes, in_channels, head, precision, channels_last, pack, compiled, stored_channels, first_conv)
     before = torch.get_num_threads()
     torch.set_num_threads(cores)
     try:
@@ -269,7 +290,8 @@ def arrangement_rates(arch: str, num_classes: int, in_channels: int, head: str, 
 
 def best_arrangement(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
                      channels_last: str | bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES,
-                     say=print, compiled: bool = False, stored_channels: int | None = None) -> dict:
+                     say=print, compiled: bool = False, stored_channels: int | None = None,
+                     first_conv: str = "auto") -> dict:
     """On a CPU of N cores, how a grid trains this network fastest: runs per pack (each of ``packs``) and packs at
     a time (1 process of N threads, or N single-thread processes), by the aggregate rate of lossnb's own training
     step (trainer_step_rate: the bare step misses the host work between steps, which one process of N threads
@@ -282,14 +304,14 @@ def best_arrangement(arch: str, num_classes: int, in_channels: int, head: str, p
     small operations moves where packing stops paying."""
     cores = cores or os.cpu_count() or 1
     key = _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs, compiled,
-                           stored_channels)
+                           stored_channels, first_conv)
     cache = _read_cache()
     if key in cache:
         return cache[key]
     rates = {}
     for pack in packs:
         one, many = arrangement_rates(arch, num_classes, in_channels, head, precision, channels_last, pack, cores,
-                                      compiled, stored_channels)
+                                      compiled, stored_channels, first_conv)
         rates[f"{pack} x 1"] = one
         if cores > 1:
             rates[f"{pack} x {cores}"] = many
@@ -306,16 +328,18 @@ def best_arrangement(arch: str, num_classes: int, in_channels: int, head: str, p
 
 def cached_arrangement(arch: str, num_classes: int, in_channels: int, head: str, precision: str,
                        channels_last: str | bool, cores: int | None = None, packs: tuple[int, ...] = PACK_SIZES,
-                       compiled: bool = False, stored_channels: int | None = None) -> dict | None:
+                       compiled: bool = False, stored_channels: int | None = None,
+                       first_conv: str = "auto") -> dict | None:
     """best_arrangement's cached answer, or None where this machine has not measured it."""
     key = _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last,
-                           cores or os.cpu_count() or 1, packs, compiled, stored_channels)
+                           cores or os.cpu_count() or 1, packs, compiled, stored_channels, first_conv)
     return _read_cache().get(key)
 
 
 def _arrangement_key(arch, num_classes, in_channels, head, precision, channels_last, cores, packs, compiled,
-                     stored_channels) -> str:
-    # "trainer-step": choices cached from the bare step's rates (before it) are not this measurement's answer
+                     stored_channels, first_conv) -> str:
+    # "trainer-step": choices cached from the bare step's rates (before it) are not this measurement's answer;
+    # "first-conv": nor those measured before a pack's first convolution had two forms
     return (f"arrangement|trainer-step|{machine_key()}|{arch}|{num_classes}|{in_channels}|"
-            f"{stored_channels or in_channels}|{head}|{precision}|{channels_last}|{cores}|{','.join(map(str, packs))}"
-            + ("|compiled" if compiled else ""))
+            f"{stored_channels or in_channels}|{head}|{precision}|{channels_last}|first-conv-{first_conv}|{cores}|"
+            f"{','.join(map(str, packs))}" + ("|compiled" if compiled else ""))

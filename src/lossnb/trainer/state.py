@@ -50,13 +50,15 @@ class PackRun:
         cfg = cfgs[0]
         self.execution = execution or run_execution(cfg, data, device, pack=self.k)
         self.precision, self.channels_last = self.execution["precision"], self.execution["channels_last"]
-        print(f"{self.precision}, {'channels_last' if self.channels_last else 'NCHW'} "
+        self.first_conv = self.execution.get("first_conv", "grouped")  # begun before it had two forms: grouped
+        form = ", block-diagonal first convolution" if self.k > 1 and self.first_conv == "block_diagonal" else ""
+        print(f"{self.precision}, {'channels_last' if self.channels_last else 'NCHW'}{form} "
               f"({self.execution['chosen_by']}), {torch.get_num_threads()} thread(s) on {device}", file=sys.stderr)
         models = []
         for c in cfgs:  # each run's own seed's initialisation, as its solo run
             torch.manual_seed(c.seed)
             models.append(get_model(c.arch, data.num_classes, data.in_channels, c.head))
-        self.pack = Pack(models).to(device)
+        self.pack = Pack(models, self.first_conv).to(device)
         if self.channels_last:
             self.pack = self.pack.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.pack) if cfg.compile else self.pack
