@@ -1,8 +1,9 @@
 """What `auto` means on a CPU, measured: a few bare training steps (forward, cross-entropy, backward,
-torch.optim.SGD) of the run's model and input shape in each precision and memory format, the fastest taken;
-bf16 only where a step's loss and gradients agree with fp32's within a stated tolerance. The choice is cached
-per machine, torch version and model shape (~/.cache/lossnb/probe.json, outside runs/ and git), so a machine
-probes each shape once; delete the file to probe again (a probe taken while the machine was busy may be off).
+torch.optim.SGD) of the run's model and input shape in each precision and memory format (and, for a pack, each
+form of its first convolution), the fastest taken; bf16 only where a step's loss and gradients agree with fp32's
+within a stated tolerance. The choice is cached per machine, torch version and model shape
+(~/.cache/lossnb/probe.json, outside runs/ and git), so a machine probes each shape once; delete the file to probe
+again (a probe taken while the machine was busy may be off).
 
 Which is fastest depends on the network, the input's channel count and the CPU: bf16 channels_last is the
 fastest ConvNet setting on an AVX-512-bf16 CPU and bf16 NCHW its slowest; on an AVX2-only CPU bf16 loses.
