@@ -106,7 +106,8 @@ def test_a_packed_graphed_bf16_run_leaves_complete_records(tmp_path):
     for k, (cfg, summary) in enumerate(zip(cfgs, summaries)):
         run_dir = tmp_path / cfg.run_path()
         config = json.loads((run_dir / "config.json").read_text())
-        assert config["resolved"] == {"precision": "bf16", "channels_last": True, "cuda_graphs": True}
+        assert config["resolved"] == {"precision": "bf16", "channels_last": True, "first_conv": "grouped",
+                                      "cuda_graphs": True}
         assert config["packing"]["pack_size"] == 3 and config["packing"]["member"] == k
         assert config["environment"]["device_name"] == torch.cuda.get_device_name()
         assert summary["status"] == "complete" and summary["best_test_acc"] > 0.3  # chance is 0.1
